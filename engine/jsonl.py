@@ -1,0 +1,79 @@
+"""Append-only JSON-lines files that many writers append to and many readers follow.
+
+Why one write(2) per line with O_APPEND: the kernel positions and writes an O_APPEND write
+atomically with respect to other appenders on a local filesystem, so lines from concurrent
+supervisors never interleave (write(2), "O_APPEND").
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+
+def dumps(obj: dict) -> str:
+    return json.dumps(obj, separators=(",", ":"), default=str)
+
+
+def append(path: Path | str, obj: dict) -> None:
+    data = (dumps(obj) + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
+def read_all(path: Path | str) -> list[dict]:
+    try:
+        with open(path, "rb") as f:
+            return [json.loads(line) for line in f if line.strip()]
+    except FileNotFoundError:
+        return []
+
+
+def follow(
+    path: Path | str,
+    *,
+    from_start: bool = True,
+    poll: float = 0.05,
+    stop: Callable[[], bool] | None = None,
+) -> Iterator[dict]:
+    """Yield records as they are appended; waits for the file to appear. Ends when stop() is true."""
+    pos = 0
+    buf = b""
+    started = False
+    while True:
+        try:
+            f = open(path, "rb")
+        except FileNotFoundError:
+            if stop and stop():
+                return
+            time.sleep(poll)
+            continue
+        with f:
+            if not started:
+                started = True
+                if not from_start:
+                    f.seek(0, os.SEEK_END)
+                    pos = f.tell()
+            f.seek(pos)
+            while True:
+                chunk = f.read()
+                if chunk:
+                    pos += len(chunk)
+                    buf += chunk
+                    *lines, buf = buf.split(b"\n")
+                    for line in lines:
+                        if line.strip():
+                            try:
+                                yield json.loads(line)
+                            except ValueError:
+                                continue
+                    continue
+                if stop and stop():
+                    return
+                time.sleep(poll)

@@ -1,0 +1,62 @@
+"""Where labtui keeps its state.
+
+Persistent data (container configs, logs, upper dirs, images) lives under /var/lib/labtui and
+runtime state (sockets, gates, locks) under /run/labtui, a tmpfs that a reboot empties. One
+setting, the LABTUI_ROOT environment variable, moves both (to $LABTUI_ROOT/lib and
+$LABTUI_ROOT/run) so tests and students can keep their own.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def _root() -> str | None:
+    return os.environ.get("LABTUI_ROOT") or None
+
+
+def lib_dir() -> Path:
+    root = _root()
+    return Path(root, "lib") if root else Path("/var/lib/labtui")
+
+
+def run_dir() -> Path:
+    root = _root()
+    return Path(root, "run") if root else Path("/run/labtui")
+
+
+def containers_dir() -> Path:
+    return lib_dir() / "containers"
+
+
+def container_dir(cid: str) -> Path:
+    return containers_dir() / cid
+
+
+def container_run_dir(cid: str) -> Path:
+    return run_dir() / "containers" / cid
+
+
+def images_dir() -> Path:
+    return lib_dir() / "images"
+
+
+def layers_dir() -> Path:
+    return lib_dir() / "layers"
+
+
+def steps_stream() -> Path:
+    """The host-wide step stream: every container's steps, appended as JSON lines."""
+    return lib_dir() / "steps.jsonl"
+
+
+def events_stream() -> Path:
+    """The host-wide lifecycle event stream (the timeline)."""
+    return lib_dir() / "events.jsonl"
+
+
+def ensure_dirs() -> None:
+    for d in (containers_dir(), images_dir(), layers_dir(), run_dir() / "containers"):
+        d.mkdir(parents=True, exist_ok=True)
+    os.chmod(lib_dir(), 0o711)

@@ -1,0 +1,121 @@
+"""The kernel-step stream: the one bridge from the engine to whoever watches it.
+
+A step is recorded by the code that performs a kernel operation, at the moment it performs it,
+with its real result or errno. The schema (docs/steps-and-events.md):
+
+    seq, ts, container, pid, mechanism, op, target, value, result ("ok" or an errno name),
+    errno, strerror, duration_ms, shell
+
+Steps made in the container's child process travel to the supervisor over a pipe and are written
+there, so one writer numbers them. A step gate, when enabled, holds each step until a reader lets
+it go (the instructor's step-through mode).
+"""
+
+from __future__ import annotations
+
+import errno as errno_mod
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from engine import jsonl, paths
+from engine.errors import StepError
+
+Sink = Callable[[dict], None]
+Gate = Callable[[dict], None]
+
+MECHANISMS = (
+    "namespace", "mount", "rootfs", "cgroup", "process", "device", "network", "uts",
+    "capability", "seccomp", "userns", "sysctl", "image", "exec", "signal", "checkpoint",
+)
+
+
+class Recorder:
+    """Times and records kernel operations. Use as ``with rec.step(...) as s: do_it()``."""
+
+    def __init__(self, container: str | None, sink: Sink, gate: Gate | None = None) -> None:
+        self.container = container
+        self.sink = sink
+        self.gate = gate
+
+    @contextmanager
+    def step(
+        self,
+        mechanism: str,
+        op: str,
+        target: str = "",
+        value: str = "",
+        shell: str = "",
+        **extra: object,
+    ) -> Iterator[dict]:
+        rec: dict = {
+            "container": self.container,
+            "pid": os.getpid(),
+            "mechanism": mechanism,
+            "op": op,
+            "target": target,
+            "value": value,
+            "shell": shell,
+        }
+        rec.update(extra)
+        if self.gate is not None:
+            self.gate(rec)
+        rec["ts"] = time.time()
+        t0 = time.perf_counter()
+        try:
+            yield rec
+        except OSError as e:
+            _finish(rec, t0, e.errno or 0)
+            self.sink(rec)
+            raise StepError(rec) from e
+        except BaseException:
+            _finish(rec, t0, errno_mod.ECANCELED)
+            rec["result"] = rec.get("result_override", "error")
+            self.sink(rec)
+            raise
+        else:
+            _finish(rec, t0, 0)
+            self.sink(rec)
+
+    def record(self, rec: dict) -> None:
+        """Record a step whose operation was timed elsewhere (e.g. exec seen through CLOEXEC)."""
+        rec.setdefault("container", self.container)
+        rec.setdefault("ts", time.time())
+        self.sink(rec)
+
+
+def _finish(rec: dict, t0: float, err: int) -> None:
+    rec["duration_ms"] = round((time.perf_counter() - t0) * 1000, 3)
+    rec["errno"] = err
+    rec["result"] = "ok" if err == 0 else errno_mod.errorcode.get(err, str(err))
+    if err:
+        rec["strerror"] = os.strerror(err)
+
+
+def null_recorder() -> Recorder:
+    return Recorder(None, lambda rec: None)
+
+
+class FileSink:
+    """Numbers steps and appends them to the container's steps.jsonl and the host-wide stream."""
+
+    def __init__(self, container_log: os.PathLike | str | None, start_seq: int = 0) -> None:
+        self.container_log = container_log
+        self.seq = start_seq
+        self.listeners: list[Sink] = []
+
+    def __call__(self, rec: dict) -> None:
+        self.seq += 1
+        rec["seq"] = self.seq
+        if self.container_log is not None:
+            jsonl.append(self.container_log, rec)
+        jsonl.append(paths.steps_stream(), rec)
+        for listener in self.listeners:
+            listener(rec)
+
+
+def follow_steps(container: str | None = None, *, from_start: bool = False, stop=None) -> Iterator[dict]:
+    for rec in jsonl.follow(paths.steps_stream(), from_start=from_start, stop=stop):
+        if container is None or rec.get("container") == container:
+            yield rec

@@ -98,21 +98,57 @@ def null_recorder() -> Recorder:
 
 
 class FileSink:
-    """Numbers steps and appends them to the container's steps.jsonl and the host-wide stream."""
+    """Numbers steps and appends them to the container's steps.jsonl and the host-wide stream.
+
+    The sequence number is shared by every process that records steps for one container (the
+    supervisor, a CLI sending a signal, `rm` tearing down): a counter file under flock(2).
+    """
 
     def __init__(self, container_log: os.PathLike | str | None, start_seq: int = 0) -> None:
         self.container_log = container_log
         self.seq = start_seq
         self.listeners: list[Sink] = []
+        self._counter_fd: int | None = None
+        if container_log is not None:
+            counter = os.path.join(os.path.dirname(os.fspath(container_log)), ".step_seq")
+            try:
+                self._counter_fd = os.open(counter, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            except OSError:
+                self._counter_fd = None
+
+    def _next_seq(self) -> int:
+        fd = self._counter_fd
+        if fd is None:
+            self.seq += 1
+            return self.seq
+        import fcntl
+
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            raw = os.pread(fd, 32, 0)
+            self.seq = (int(raw) if raw.strip() else 0) + 1
+            os.pwrite(fd, b"%-20d" % self.seq, 0)
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        return self.seq
 
     def __call__(self, rec: dict) -> None:
-        self.seq += 1
-        rec["seq"] = self.seq
+        rec["seq"] = self._next_seq()
         if self.container_log is not None:
             jsonl.append(self.container_log, rec)
         jsonl.append(paths.steps_stream(), rec)
         for listener in self.listeners:
             listener(rec)
+
+    def close(self) -> None:
+        if self._counter_fd is not None:
+            os.close(self._counter_fd)
+            self._counter_fd = None
+
+
+def container_recorder(cid: str) -> Recorder:
+    """A recorder for steps a CLI or app process performs on a container (signals, teardown)."""
+    return Recorder(cid, FileSink(os.path.join(paths.container_dir(cid), "steps.jsonl")))
 
 
 def follow_steps(container: str | None = None, *, from_start: bool = False, stop=None) -> Iterator[dict]:

@@ -1,0 +1,561 @@
+"""The engine's facade: one function per lifecycle verb, used by the CLI and the terminal app."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import shutil
+import signal
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+from engine import events, paths, state
+from engine.errors import Conflict, EngineError, InvalidArgument, NotFound
+from engine.spec import RunOptions
+from engine.state import Container
+
+
+def require_root() -> None:
+    if os.geteuid() != 0:
+        raise EngineError("labtui must run as root: try sudo labtui")
+
+
+# ---- create --------------------------------------------------------------------------------------
+
+def create(opts: RunOptions) -> Container:
+    """Validate everything, then make the container's records and directories (nothing is
+    left behind if any step fails)."""
+    from engine import images, spec
+
+    name = spec.validate_name(opts.name) if opts.name else None
+    volumes = [spec.parse_volume(v) for v in opts.volumes]
+    env = spec.parse_env(opts.env)
+    tmpfs = spec.validate_tmpfs(opts.tmpfs)
+    hostname = spec.validate_hostname(opts.hostname) if opts.hostname else None
+    workdir = opts.workdir
+    if workdir is not None and not workdir.startswith("/"):
+        raise InvalidArgument(f"invalid working directory '{workdir}': it must be absolute")
+    extra = validate_extra(opts.extra)
+    paths.ensure_dirs()
+    img = images.resolve(opts.image)
+    argv = spec.resolve_argv(img.config, opts.command, opts.entrypoint)
+    cid = os.urandom(32).hex()
+    if name is None:
+        name = _free_name()
+    state.claim_name(name, cid)
+    d = paths.container_dir(cid)
+    try:
+        d.mkdir(parents=True)
+        for sub in ("upper", "work", "merged"):
+            (d / sub).mkdir()
+        for v in volumes:
+            if not os.path.exists(v.host):
+                os.makedirs(v.host, exist_ok=True)  # docker creates a missing host directory
+        config = {
+            "id": cid, "name": name, "created": state.now_iso(),
+            "image": img.ref, "image_id": img.id, "layers": [str(p) for p in img.layer_paths()],
+            "argv": argv, "env": spec.merge_env(img.config.get("Env") or [], env),
+            "workdir": workdir or img.config.get("WorkingDir") or "/",
+            "hostname": hostname or cid[:12],
+            "volumes": [v.to_json() for v in volumes], "tmpfs": tmpfs, "read_only": opts.read_only,
+            "tty": opts.tty, "interactive": opts.interactive, "autoremove": opts.autoremove,
+            "gate": opts.gate, "network": extra.pop("network", "none"), "cgroupns": True,
+        }
+        config.update(extra)
+        write_etc_files(d, config)
+        state.write_json_atomic(d / "state.json", {})
+        state.write_json_atomic(d / "config.json", config)  # last: its presence means "exists"
+    except BaseException:
+        shutil.rmtree(d, ignore_errors=True)
+        state.release_name(name, cid)
+        raise
+    events.emit("created", cid, name, image=img.ref)
+    return state.load(cid)
+
+
+def validate_extra(extra: dict) -> dict:
+    """Options owned by later mechanisms (limits, network, security) validate themselves here."""
+    return dict(extra)
+
+
+def _free_name() -> str:
+    from engine import spec
+
+    for _ in range(50):
+        n = spec.random_name()
+        if not (state.names_dir() / n).is_symlink():
+            return n
+    return "c_" + os.urandom(4).hex()
+
+
+def write_etc_files(d, config: dict) -> None:
+    """/etc/hostname, /etc/hosts, /etc/resolv.conf for this container (bind-mounted in)."""
+    h = config["hostname"]
+    (d / "hostname").write_text(h + "\n")
+    (d / "hosts").write_text(
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+        f"127.0.1.1\t{h}\n"
+    )
+    try:
+        with open("/etc/resolv.conf") as f:
+            host_lines = f.read().splitlines()
+    except OSError:
+        host_lines = []
+    # As docker: nameservers on the host's loopback are unreachable from a new network namespace.
+    lines = [ln for ln in host_lines if not (ln.startswith("nameserver") and
+                                            (" 127." in ln or " ::1" in ln))]
+    (d / "resolv.conf").write_text("\n".join(lines) + "\n")
+
+
+# ---- start ---------------------------------------------------------------------------------------
+
+def start(ref: str, client: socket.socket | None = None, winsize: tuple[int, int] | None = None) -> Container:
+    c = state.resolve(ref)
+    st = c.status
+    if st == state.RUNNING:
+        return c  # docker: starting a running container is a no-op
+    if not state.can_start(st):
+        raise Conflict(f"cannot start container {c.name}: it is {st}")
+    state.update_state(c.id, manual_stop=None)
+    status_r, sup_pid = spawn_supervisor(c.id, client, winsize)
+    msg = _read_status(status_r, c)
+    if msg.get("t") == "error":
+        err = EngineError(msg.get("message", "container failed to start"), exit_code=int(msg.get("exit_code", 125)))
+        err.supervisor_pid = sup_pid  # type: ignore[attr-defined]
+        raise err
+    c = state.load(c.id)
+    c.supervisor_pid = sup_pid  # type: ignore[attr-defined]
+    return c
+
+
+def spawn_supervisor(cid: str, client: socket.socket | None, winsize) -> tuple[int, int]:
+    """Start the container's supervisor in its own session; returns (status fd, its pid).
+
+    Forking without exec is the fast path (no interpreter start-up) and is safe only when the
+    caller has a single thread; the terminal app has several, so it gets fork+exec.
+    """
+    r, w = os.pipe2(os.O_CLOEXEC)
+    if threading.active_count() == 1:
+        pid = os.fork()
+        if pid == 0:
+            code = 125
+            try:
+                os.close(r)
+                from engine import supervisor
+
+                supervisor.become_supervisor()
+                code = supervisor.run(cid, w, client, winsize)
+            finally:
+                os._exit(code)
+    else:
+        import subprocess
+        import sys
+
+        args = [sys.executable, "-m", "engine.supervisor", cid, str(w)]
+        fds = [w]
+        if client is not None:
+            args.append(str(client.fileno()))
+            fds.append(client.fileno())
+        elif winsize:
+            args.append("-")
+        if winsize:
+            args += [str(winsize[0]), str(winsize[1])]
+        pid = subprocess.Popen(args, pass_fds=fds, start_new_session=True,
+                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL).pid
+        _reap_later(pid)
+    os.close(w)
+    return r, pid
+
+
+def _reap_later(pid: int) -> None:
+    def reap() -> None:
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
+
+    threading.Thread(target=reap, daemon=True).start()
+
+
+def _read_status(fd: int, c: Container) -> dict:
+    buf = b""
+    try:
+        while b"\n" not in buf:
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                break
+            buf += chunk
+    finally:
+        os.close(fd)
+    if not buf.strip():
+        raise EngineError(f"the supervisor of {c.name} exited during start; see {c.dir}/supervisor.log")
+    return json.loads(buf.split(b"\n")[0])
+
+
+# ---- signals, stop, kill -------------------------------------------------------------------------
+
+SIGNAL_ALIASES = {"KILL": signal.SIGKILL, "TERM": signal.SIGTERM}
+
+
+def parse_signal(s: str) -> int:
+    s = s.strip().upper()
+    if s.isdigit():
+        n = int(s)
+        if n in signal.Signals._value2member_map_:
+            return n
+    else:
+        name = s if s.startswith("SIG") else "SIG" + s
+        try:
+            return int(signal.Signals[name])
+        except KeyError:
+            pass
+    raise InvalidArgument(f"invalid signal '{s}'")
+
+
+def send_signal(c: Container, sig: int, pid: int | None = None) -> None:
+    """Signal a recorded PID through a pidfd (pidfd_send_signal(2)): once the pidfd is open the
+    number cannot be recycled under us, closing the race a plain kill(2) has."""
+    from engine.steps import container_recorder
+
+    target = pid or c.state.get("pid")
+    if not target or not c.init_alive():
+        raise Conflict(f"container {c.name} is not running")
+    rec = container_recorder(c.id)
+    name = signal.Signals(sig).name
+    with rec.step("signal", "pidfd_send_signal", target=f"pid {target}", value=name,
+                  shell=f"kill -{name[3:]} {target}"):
+        fd = os.pidfd_open(target)
+        try:
+            signal.pidfd_send_signal(fd, sig)
+        finally:
+            os.close(fd)
+
+
+def wait_pid_exit(pid: int, timeout: float | None) -> bool:
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        r, _, _ = select.select([fd], [], [], timeout)
+        return bool(r)
+    finally:
+        os.close(fd)
+
+
+def stop(ref: str, timeout: float = 10) -> Container:
+    """SIGTERM to PID 1 (which forwards it), wait `timeout` seconds, then SIGKILL (docker stop)."""
+    c = state.resolve(ref)
+    st = c.status
+    if st == state.PAUSED:
+        raise Conflict(f"container {c.name} is paused: unpause it before stopping it")
+    if st not in (state.RUNNING, state.RESTARTING):
+        return c
+    state.update_state(c.id, manual_stop=True)
+    pid = c.state["pid"]
+    try:
+        send_signal(c, signal.SIGTERM)
+    except Conflict:
+        return state.load(c.id)
+    if not wait_pid_exit(pid, timeout):
+        try:
+            send_signal(c, signal.SIGKILL)
+        except Conflict:
+            pass
+        wait_pid_exit(pid, 10)
+    return wait_recorded(c)
+
+
+def wait_recorded(c: Container, timeout: float = 5) -> Container:
+    """After the init died, give its supervisor a moment to record the exit."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            c = state.load(c.id)
+        except NotFound:
+            return c
+        if c.state.get("finished_at") or not c.supervisor_alive():
+            return c
+        time.sleep(0.01)
+    return c
+
+
+def main_pid(c: Container) -> int | None:
+    """The command's host PID: the child of our init."""
+    pid = c.state.get("pid")
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            kids = f.read().split()
+        return int(kids[0]) if kids else None
+    except (OSError, TypeError):
+        return None
+
+
+def kill(ref: str, sig: str = "KILL") -> Container:
+    from engine.init import FORWARDED
+
+    signum = parse_signal(sig)
+    c = state.resolve(ref)
+    if c.status not in (state.RUNNING, state.RESTARTING, state.PAUSED):
+        raise Conflict(f"cannot kill container {c.name}: it is not running")
+    if signum == signal.SIGKILL or signum in FORWARDED:
+        send_signal(c, signum)  # PID 1 forwards these to the command (tini)
+    else:
+        mp = main_pid(c)
+        send_signal(c, signum, mp)
+    if signum == signal.SIGKILL:
+        wait_pid_exit(c.state["pid"], 10)
+        return wait_recorded(c)
+    return c
+
+
+def restart(ref: str, timeout: float = 10) -> Container:
+    c = stop(ref, timeout)
+    return start(c.id)
+
+
+# ---- remove --------------------------------------------------------------------------------------
+
+def remove(ref: str, force: bool = False, from_supervisor: bool = False) -> None:
+    c = state.resolve(ref)
+    st = c.status
+    if st in (state.RUNNING, state.PAUSED, state.RESTARTING) and not force:
+        raise Conflict(f"cannot remove running container {c.name}: stop it first or use rm -f")
+    with state.locked(c.id):
+        c.reload()
+        if c.state.get("removing"):
+            return
+        c.state["removing"] = True
+        state.write_json_atomic(c.dir / "state.json", c.state)
+    if c.init_alive():
+        _thaw_quietly(c)
+        try:
+            send_signal(c, signal.SIGKILL)
+        except Conflict:
+            pass
+        wait_pid_exit(c.state["pid"], 10)
+    if not from_supervisor and c.supervisor_alive():
+        # Let the supervisor write its last records, then make sure it is gone.
+        if not wait_pid_exit(c.state["supervisor_pid"], 5) and c.supervisor_alive():
+            os.kill(c.state["supervisor_pid"], signal.SIGKILL)
+            wait_pid_exit(c.state["supervisor_pid"], 5)
+    teardown(c)
+    events.emit("removed", c.id, c.name)
+
+
+def _thaw_quietly(c: Container) -> None:
+    try:
+        from engine import hooks
+
+        hooks.thaw(c)
+    except Exception:
+        pass
+
+
+def teardown(c: Container) -> None:
+    """Remove everything a container owns: cgroups, links, upper/work dirs, runtime files, name."""
+    from engine import hooks
+    from engine.steps import container_recorder
+
+    hooks.cleanup(container_recorder(c.id), c)
+    shutil.rmtree(c.run_dir, ignore_errors=True)
+    shutil.rmtree(c.dir, ignore_errors=True)
+    state.release_name(c.name, c.id)
+
+
+# ---- wait, list, inspect, logs, top ------------------------------------------------------------------
+
+def wait(ref: str) -> int:
+    c = state.resolve(ref)
+    while True:
+        st = c.status
+        if st in (state.EXITED, state.CREATED) and not c.supervisor_alive():
+            code = c.exit_code
+            return code if code is not None else 255
+        pid = c.state.get("pid") if st in (state.RUNNING, state.PAUSED) else c.state.get("supervisor_pid")
+        if pid:
+            wait_pid_exit(pid, 1)
+        else:
+            time.sleep(0.05)
+        try:
+            c = state.load(c.id)
+        except NotFound:
+            return _last_exit_code(c.id)
+
+
+def _last_exit_code(cid: str) -> int:
+    for ev in reversed(events.read_events()):
+        if ev.get("container") == cid and ev.get("type") == "died":
+            return int(ev.get("exit_code", 255))
+    return 255
+
+
+def list_containers(all_: bool = False) -> list[Container]:
+    out = state.all_containers()
+    if not all_:
+        out = [c for c in out if c.status in (state.RUNNING, state.PAUSED, state.RESTARTING)]
+    return out
+
+
+def inspect(ref: str) -> dict:
+    from engine import namespaces
+
+    c = state.resolve(ref)
+    cfg, st = c.config, c.state
+    status = c.status
+    running = status in (state.RUNNING, state.PAUSED)
+    pid = st.get("pid") if running else 0
+    info = {
+        "Id": c.id,
+        "Name": "/" + c.name,
+        "Created": cfg["created"],
+        "Path": cfg["argv"][0],
+        "Args": cfg["argv"][1:],
+        "State": {
+            "Status": status, "Running": running, "Paused": status == state.PAUSED,
+            "Restarting": status == state.RESTARTING, "Pid": pid or 0,
+            "ExitCode": st.get("exit_code") if st.get("exit_code") is not None else 0,
+            "Error": st.get("error") or "", "StartedAt": st.get("started_at") or "",
+            "FinishedAt": st.get("finished_at") or "",
+            "SupervisorPid": st.get("supervisor_pid") if c.supervisor_alive() else 0,
+        },
+        "Image": cfg["image"],
+        "ImageId": cfg["image_id"],
+        "LogPath": str(c.dir / "container.log"),
+        "StepsPath": str(c.dir / "steps.jsonl"),
+        "HostnamePath": str(c.dir / "hostname"),
+        "HostsPath": str(c.dir / "hosts"),
+        "ResolvConfPath": str(c.dir / "resolv.conf"),
+        "Config": {
+            "Hostname": cfg["hostname"], "Env": cfg["env"], "Cmd": cfg["argv"], "WorkingDir": cfg["workdir"],
+            "Tty": cfg["tty"], "OpenStdin": cfg["interactive"], "Image": cfg["image"],
+        },
+        "HostConfig": {
+            "Binds": [f"{v['host']}:{v['container']}{':ro' if v['readonly'] else ''}" for v in cfg["volumes"]],
+            "ReadonlyRootfs": cfg["read_only"], "Tmpfs": cfg["tmpfs"], "AutoRemove": cfg["autoremove"],
+            "NetworkMode": cfg.get("network", "none"),
+        },
+        "GraphDriver": {"Name": "overlay", "Data": {
+            "LowerDir": ":".join(reversed(cfg["layers"])), "UpperDir": str(c.dir / "upper"),
+            "WorkDir": str(c.dir / "work"), "MergedDir": str(c.dir / "merged")}},
+        "Mounts": [{"Type": "bind", "Source": v["host"], "Destination": v["container"], "RW": not v["readonly"]}
+                   for v in cfg["volumes"]],
+        "Namespaces": namespaces.ns_inodes(pid) if pid else {},
+    }
+    return info
+
+
+def read_logs(ref: str, tail: int | None = None) -> list[dict]:
+    c = state.resolve(ref)
+    from engine import jsonl
+
+    recs = jsonl.read_all(c.dir / "container.log")
+    if tail is not None:
+        recs = recs[-tail:] if tail > 0 else []
+    return recs
+
+
+def follow_logs(ref: str, tail: int | None = None) -> Iterator[dict]:
+    from engine import jsonl
+
+    c = state.resolve(ref)
+    path = c.dir / "container.log"
+    existing = jsonl.read_all(path)
+    start_from = existing[-tail:] if tail is not None and tail > 0 else ([] if tail == 0 else existing)
+    yield from start_from
+    size = os.path.getsize(path) if path.exists() else 0
+
+    def stopped() -> bool:
+        try:
+            cur = state.load(c.id)
+        except NotFound:
+            return True
+        return cur.status not in (state.RUNNING, state.PAUSED, state.RESTARTING) and not cur.supervisor_alive()
+
+    with open(path, "a+b") as f:
+        f.seek(size)
+        buf = b""
+        idle_checks = 0
+        while True:
+            chunk = f.read()
+            if chunk:
+                buf += chunk
+                *lines, buf = buf.split(b"\n")
+                for line in lines:
+                    if line.strip():
+                        yield json.loads(line)
+                continue
+            idle_checks += 1
+            if idle_checks % 5 == 0 and stopped():
+                chunk = f.read()
+                if not chunk:
+                    return
+                buf += chunk
+                continue
+            time.sleep(0.05)
+
+
+def top(ref: str) -> list[dict]:
+    """Processes in the container's PID namespace, as seen from the host and from inside."""
+    c = state.resolve(ref)
+    if c.status not in (state.RUNNING, state.PAUSED):
+        raise Conflict(f"container {c.name} is not running")
+    init_pid = c.state["pid"]
+    target = os.stat(f"/proc/{init_pid}/ns/pid").st_ino
+    out = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            if os.stat(f"/proc/{name}/ns/pid").st_ino != target:
+                continue
+            out.append(_proc_info(int(name)))
+        except OSError:
+            continue
+    out.sort(key=lambda p: p["pid"])
+    return out
+
+
+def _proc_info(pid: int) -> dict:
+    status = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            status[k] = v.strip()
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+    nspid = status.get("NSpid", str(pid)).split()
+    return {
+        "pid": pid, "ppid": int(status.get("PPid", 0)), "pid_inside": int(nspid[-1]),
+        "uid": int(status.get("Uid", "0").split()[0]), "state": status.get("State", "?")[:1],
+        "cmd": cmd or f"[{status.get('Name', '?')}]",
+    }
+
+
+# ---- the step gate -------------------------------------------------------------------------------
+
+def gate_release(ref: str, count: int = 1) -> None:
+    """Let `count` gated steps go (writes to the gate FIFO the supervisor reads from)."""
+    c = state.resolve(ref)
+    fifo = c.run_dir / "gate"
+    try:
+        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except (FileNotFoundError, OSError) as e:
+        raise Conflict(f"container {c.name} has no step gate waiting ({e.strerror})") from None
+    try:
+        os.write(fd, b"n" * count)
+    finally:
+        os.close(fd)
+
+
+def gate_pending(ref: str) -> dict | None:
+    c = state.resolve(ref)
+    try:
+        with open(c.run_dir / "gate.json") as f:
+            info = json.load(f)
+    except (FileNotFoundError, ValueError):
+        return None
+    return info.get("step") if info.get("waiting") else None

@@ -1,0 +1,244 @@
+"""The container's side: set up the namespaces' contents, then be PID 1 (runs in the cloned child).
+
+Sync points with the supervisor (numbered as in crun):
+  (1) child: wait for "go" — the supervisor has put it in its cgroup and wired its network;
+  (2) child: every step goes up the channel as it is performed (and waits for "go" per step
+      when the step gate is on);
+  (3) main process: sends "exec" and calls execve; the channel is O_CLOEXEC, so the supervisor
+      sees EOF exactly when execve succeeded, or an "error" message when it failed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import termios
+import time
+from dataclasses import dataclass, field
+
+from engine import namespaces, rootfs
+from engine import syscalls as sc
+from engine.errors import EngineError, StepError
+from engine.steps import Recorder
+
+FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
+
+
+class Channel:
+    """Child → supervisor messages (JSON lines) and supervisor → child "go" bytes."""
+
+    def __init__(self, wfd: int, rfd: int) -> None:
+        self.wfd = wfd
+        self.rfd = rfd
+
+    def send(self, msg: dict) -> None:
+        data = (json.dumps(msg, default=str) + "\n").encode()
+        while data:
+            n = os.write(self.wfd, data)
+            data = data[n:]
+
+    def wait_go(self) -> None:
+        if os.read(self.rfd, 1) != b"g":
+            raise EngineError("the supervisor went away during container setup")
+
+    def step_sink(self, rec: dict) -> None:
+        self.send({"t": "step", "step": rec})
+
+    def gate(self, rec: dict) -> None:
+        self.send({"t": "gate", "step": rec})
+        self.wait_go()
+
+
+@dataclass
+class ChildPlan:
+    """Everything the child needs, prepared by the supervisor before clone."""
+
+    container_id: str
+    config: dict
+    lowers: list[str]
+    upper: str
+    work: str
+    merged: str
+    etc_files: dict[str, str]  # container path -> host file to bind
+    stdin_fd: int
+    stdout_fd: int
+    stderr_fd: int
+    tty_fd: int | None
+    chan_w: int
+    chan_r: int
+    keep_fds: list[int] = field(default_factory=list)
+
+
+def close_other_fds(keep: set[int]) -> None:
+    """Close every fd not explicitly passed: a leaked host directory fd is CVE-2024-21626."""
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def child_main(plan: ChildPlan) -> None:
+    """Entry point right after clone(2) in the child. Never returns."""
+    chan = Channel(plan.chan_w, plan.chan_r)
+    code = 125
+    try:
+        keep = {0, 1, 2, plan.chan_w, plan.chan_r, plan.stdin_fd, plan.stdout_fd, plan.stderr_fd}
+        keep.update(plan.keep_fds)
+        if plan.tty_fd is not None:
+            keep.add(plan.tty_fd)
+        close_other_fds(keep)
+        gate = chan.gate if plan.config.get("gate") else None
+        rec = Recorder(plan.container_id, chan.step_sink, gate)
+        chan.wait_go()  # (1)
+        setup_container(rec, plan)
+        code = run_init(rec, plan, chan)
+    except StepError as e:
+        chan.send({"t": "error", "message": str(e), "exit_code": 125, "step": e.step})
+    except EngineError as e:
+        chan.send({"t": "error", "message": str(e), "exit_code": e.exit_code})
+    except BaseException as e:  # report anything to the supervisor rather than dying silently
+        chan.send({"t": "error", "message": f"container setup failed: {e!r}", "exit_code": 125})
+    finally:
+        os._exit(code)
+
+
+def setup_container(rec: Recorder, plan: ChildPlan) -> None:
+    cfg = plan.config
+    if cfg.get("cgroupns", True):
+        namespaces.unshare(rec, sc.CLONE_NEWCGROUP)
+    rootfs.make_private(rec)
+    root = plan.merged
+    rootfs.mount_overlay(rec, plan.lowers, plan.upper, plan.work, root)
+    for v in cfg.get("volumes", []):
+        rootfs.mount_volume(rec, root, v["host"], v["container"], v["readonly"])
+    rootfs.mount_proc_sys(rec, root)
+    console = os.ttyname(plan.tty_fd) if plan.tty_fd is not None else None
+    rootfs.setup_dev(rec, root, console)
+    for ctr_path, host_file in plan.etc_files.items():
+        rootfs.bind_file(rec, root, host_file, ctr_path)
+    tmpfs = list(cfg.get("tmpfs", []))
+    if cfg.get("read_only"):
+        tmpfs += [p for p in ("/tmp", "/run") if p not in tmpfs]
+    for path in tmpfs:
+        rootfs.mount_tmpfs(rec, root, path)
+    workdir = cfg.get("workdir") or "/"
+    rootfs.ensure_mountpoint(rootfs.secure_join(root, workdir), True)  # docker creates WorkingDir
+    rootfs.pivot(rec, root)
+    if cfg.get("read_only"):
+        rootfs.remount_root_ro(rec)
+    namespaces.set_hostname(rec, cfg["hostname"])
+    if cfg.get("network", "none") != "host":
+        namespaces.loopback_up(rec)
+
+
+def run_init(rec: Recorder, plan: ChildPlan, chan: Channel) -> int:
+    """PID 1: start the command, forward signals to it, reap every orphan (tini semantics)."""
+    watched = set(FORWARDED) | {signal.SIGCHLD}
+    # Block before fork so no signal slips between fork and the wait loop; the kernel queues
+    # blocked signals even for a namespace's init (which otherwise ignores SIG_DFL signals).
+    signal.pthread_sigmask(signal.SIG_BLOCK, watched)
+    with rec.step("process", "prctl", target="init", value="PR_SET_DUMPABLE 0",
+                  shell="# prctl(PR_SET_DUMPABLE, 0): /proc/1/{mem,exe,fd} closed to the container"):
+        # Why: the container must not ptrace PID 1 or reopen its host fds and executable through
+        # /proc/1 (CVE-2019-5736 class); non-dumpable makes ptrace_may_access() refuse them.
+        sc.prctl(sc.PR_SET_DUMPABLE, 0)
+    main = os.fork()
+    if main == 0:
+        exec_main(rec, plan, chan)  # never returns
+    # The init keeps nothing of the container's stdio or the channel: EOF on them must mean the
+    # command's side is done.
+    for fd in {plan.chan_w, plan.chan_r, plan.stdin_fd, plan.stdout_fd, plan.stderr_fd, plan.tty_fd}:
+        if fd is not None and fd > 2:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+    devnull = os.open("/dev/null", os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.close(devnull)
+    return init_loop(main, watched)
+
+
+def init_loop(main: int, watched: set[int]) -> int:
+    while True:
+        info = signal.sigwaitinfo(watched)
+        if info.si_signo != signal.SIGCHLD:
+            try:
+                os.kill(main, info.si_signo)
+            except ProcessLookupError:
+                pass
+            continue
+        while True:  # SIGCHLDs coalesce: reap until nothing is left
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            if pid == main:
+                return exit_code(status)
+
+
+def exit_code(status: int) -> int:
+    if os.WIFSIGNALED(status):
+        return 128 + os.WTERMSIG(status)
+    return os.waitstatus_to_exitcode(status)
+
+
+def exec_main(rec: Recorder, plan: ChildPlan, chan: Channel) -> None:
+    cfg = plan.config
+    code = 125
+    try:
+        signal.pthread_sigmask(signal.SIG_SETMASK, set())
+        # Python ignores SIGPIPE and SIGXFSZ; a shell pipeline inside must get the defaults.
+        for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM, signal.SIGCHLD):
+            signal.signal(sig, signal.SIG_DFL)
+        os.setsid()
+        if plan.tty_fd is not None:
+            import fcntl
+
+            fcntl.ioctl(plan.tty_fd, termios.TIOCSCTTY, 0)
+            fds = (plan.tty_fd, plan.tty_fd, plan.tty_fd)
+        else:
+            fds = (plan.stdin_fd, plan.stdout_fd, plan.stderr_fd)
+        for target, fd in enumerate(fds):
+            os.dup2(fd, target, inheritable=True)
+        for fd in {plan.stdin_fd, plan.stdout_fd, plan.stderr_fd, plan.tty_fd, plan.chan_r}:
+            if fd is not None and fd > 2:
+                os.close(fd)
+        os.set_inheritable(plan.chan_w, False)  # (3) closed by a successful execve
+        os.chdir(cfg.get("workdir") or "/")
+        argv = cfg["argv"]
+        env = dict(item.split("=", 1) for item in cfg["env"])
+        chan.send({"t": "exec", "argv": argv, "ts": time.time(), "pid": os.getpid()})
+        try:
+            os.execvpe(argv[0], argv, env)
+        except OSError as e:
+            code = 127 if e.errno in (2, 20) else 126  # ENOENT/ENOTDIR: not found
+            what = "executable file not found in $PATH" if code == 127 else e.strerror
+            rec_ = {"mechanism": "exec", "op": "execve", "target": argv[0], "value": " ".join(argv),
+                    "shell": " ".join(argv), "errno": e.errno, "result": _errname(e.errno),
+                    "strerror": e.strerror, "container": plan.container_id, "pid": os.getpid(),
+                    "ts": time.time()}
+            chan.send({"t": "error", "exit_code": code, "step": rec_,
+                       "message": f'exec: "{argv[0]}": {what}'})
+    except BaseException as e:
+        try:
+            chan.send({"t": "error", "message": f"cannot start the command: {e!r}", "exit_code": 125})
+        except OSError:
+            pass
+    finally:
+        sys.stdout.flush = lambda: None  # nothing of Python's buffers must reach the container's log
+        os._exit(code)
+
+
+def _errname(num: int | None) -> str:
+    import errno
+
+    return errno.errorcode.get(num or 0, str(num))

@@ -1,0 +1,70 @@
+"""Namespaces: which ones a container gets, and the small operations done inside them."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import socket
+import struct
+
+from engine import syscalls as sc
+from engine.steps import Recorder
+
+NS_KINDS = ("cgroup", "ipc", "mnt", "net", "pid", "user", "uts")
+
+SIOCGIFFLAGS = 0x8913
+SIOCSIFFLAGS = 0x8914
+IFF_UP = 0x1
+
+
+def clone_flags(config: dict) -> int:
+    """Namespaces created by clone(2) itself. The cgroup namespace comes later, by unshare(2),
+    once the supervisor has moved the child into its cgroup: a cgroup namespace's root is the
+    cgroup its creator is in at that moment (cgroup_namespaces(7))."""
+    flags = sc.CLONE_NEWNS | sc.CLONE_NEWUTS | sc.CLONE_NEWIPC | sc.CLONE_NEWPID
+    if config.get("network", "none") != "host":
+        flags |= sc.CLONE_NEWNET
+    return flags
+
+
+def unshare_shell(flags: int) -> str:
+    opts = " ".join(opt for bit, opt in sc.NS_UNSHARE_OPT.items() if flags & bit)
+    return f"unshare {opts} --fork"
+
+
+def unshare(rec: Recorder, flags: int) -> None:
+    shell = unshare_shell(flags).replace(" --fork", "")
+    with rec.step("namespace", "unshare", value=sc.flags_names(flags), shell=shell):
+        sc.unshare(flags)
+
+
+def set_hostname(rec: Recorder, name: str) -> None:
+    with rec.step("uts", "sethostname", value=name, shell=f"hostname {name}"):
+        sc.sethostname(name)
+
+
+def loopback_up(rec: Recorder) -> None:
+    """A new network namespace has only `lo`, and it is down (network_namespaces(7)).
+
+    Done with the SIOCSIFFLAGS ioctl (netdevice(7)) rather than netlink, so a container without
+    a network never pays for importing pyroute2.
+    """
+    with rec.step("network", "link set up", target="lo", value="IFF_UP", shell="ip link set lo up"):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            ifr = struct.pack("16sH14x", b"lo", 0)
+            flags = struct.unpack("16sH14x", fcntl.ioctl(s, SIOCGIFFLAGS, ifr))[1]
+            fcntl.ioctl(s, SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | IFF_UP))
+        finally:
+            s.close()
+
+
+def ns_inodes(pid: int | str = "self") -> dict[str, int]:
+    """The namespace identities of a process: the inode numbers behind /proc/PID/ns/*."""
+    out = {}
+    for kind in NS_KINDS:
+        try:
+            out[kind] = os.stat(f"/proc/{pid}/ns/{kind}").st_ino
+        except OSError:
+            continue
+    return out

@@ -1,0 +1,134 @@
+"""A container's configuration: parsed and validated from docker-style options before anything exists."""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import random
+import re
+from dataclasses import dataclass, field
+
+from engine.errors import InvalidArgument
+
+NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+HOSTNAME_RE = re.compile(r"^[a-zA-Z0-9]([a-zA-Z0-9.-]{0,62})$")
+
+_ADJ = ["brave", "calm", "eager", "fancy", "gentle", "happy", "jolly", "keen", "lucid", "merry",
+        "nifty", "proud", "quiet", "sharp", "tender", "vivid", "witty", "zealous", "bold", "cosmic"]
+_NOUN = ["turing", "hopper", "lovelace", "ritchie", "thompson", "torvalds", "knuth", "dijkstra",
+         "liskov", "hamilton", "kernighan", "pike", "stallman", "wozniak", "babbage", "curie",
+         "noether", "shannon", "tanenbaum", "bell"]
+
+
+def random_name() -> str:
+    return f"{random.choice(_ADJ)}_{random.choice(_NOUN)}_{random.randrange(1000):03d}"
+
+
+@dataclass
+class Volume:
+    host: str
+    container: str
+    readonly: bool = False
+
+    def to_json(self) -> dict:
+        return {"host": self.host, "container": self.container, "readonly": self.readonly}
+
+
+@dataclass
+class RunOptions:
+    """What `labtui run/create` was asked for (docker's flags)."""
+
+    image: str
+    command: list[str] = field(default_factory=list)
+    name: str | None = None
+    env: list[str] = field(default_factory=list)
+    workdir: str | None = None
+    hostname: str | None = None
+    volumes: list[str] = field(default_factory=list)
+    read_only: bool = False
+    tmpfs: list[str] = field(default_factory=list)
+    tty: bool = False
+    interactive: bool = False
+    detach: bool = False
+    autoremove: bool = False
+    gate: bool = False
+    entrypoint: str | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def parse_volume(spec: str) -> Volume:
+    """HOST:CONTAINER[:ro|rw]. Only absolute host paths: labtui has no named volumes."""
+    parts = spec.split(":")
+    if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
+        raise InvalidArgument(f"invalid volume '{spec}': expected HOST:CONTAINER[:ro]")
+    host, ctr = parts[0], parts[1]
+    mode = parts[2] if len(parts) == 3 else "rw"
+    if mode not in ("ro", "rw"):
+        raise InvalidArgument(f"invalid volume '{spec}': mode must be ro or rw, not '{mode}'")
+    if not host.startswith("/"):
+        raise InvalidArgument(f"invalid volume '{spec}': the host path must be absolute")
+    if not ctr.startswith("/"):
+        raise InvalidArgument(f"invalid volume '{spec}': the container path must be absolute")
+    ctr = posixpath.normpath(ctr)
+    if ctr == "/":
+        raise InvalidArgument(f"invalid volume '{spec}': cannot mount over the container's /")
+    return Volume(os.path.normpath(host), ctr, mode == "ro")
+
+
+def parse_env(items: list[str]) -> list[str]:
+    out = []
+    for item in items:
+        key, eq, _ = item.partition("=")
+        if not key or any(ch.isspace() for ch in key):
+            raise InvalidArgument(f"invalid environment variable '{item}'")
+        if not eq:
+            # docker: `-e KEY` copies the value from the caller's environment, or drops it
+            if key in os.environ:
+                out.append(f"{key}={os.environ[key]}")
+            continue
+        out.append(item)
+    return out
+
+
+def merge_env(image_env: list[str], user_env: list[str]) -> list[str]:
+    merged: dict[str, str] = {}
+    for item in list(image_env) + list(user_env):
+        k, _, v = item.partition("=")
+        merged[k] = v
+    merged.setdefault("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+    return [f"{k}={v}" for k, v in merged.items()]
+
+
+def resolve_argv(image_config: dict, command: list[str], entrypoint: str | None) -> list[str]:
+    """docker's rule: Entrypoint + (command given, else the image's Cmd)."""
+    ep = [entrypoint] if entrypoint else list(image_config.get("Entrypoint") or [])
+    if entrypoint == "":
+        ep = []
+    cmd = list(command) if command else list(image_config.get("Cmd") or [])
+    argv = ep + cmd
+    if not argv:
+        raise InvalidArgument("no command specified: the image has no Cmd or Entrypoint, give one")
+    return argv
+
+
+def validate_name(name: str) -> str:
+    name = name.lstrip("/")
+    if not NAME_RE.match(name):
+        raise InvalidArgument(f"invalid container name '{name}': only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+    return name
+
+
+def validate_hostname(h: str) -> str:
+    if not HOSTNAME_RE.match(h):
+        raise InvalidArgument(f"invalid hostname '{h}'")
+    return h
+
+
+def validate_tmpfs(paths_: list[str]) -> list[str]:
+    out = []
+    for p in paths_:
+        path = p.split(":", 1)[0]
+        if not path.startswith("/") or posixpath.normpath(path) == "/":
+            raise InvalidArgument(f"invalid --tmpfs '{p}': the path must be absolute and not /")
+        out.append(posixpath.normpath(path))
+    return out

@@ -1,0 +1,323 @@
+"""Container records on disk and their status, recomputed from the kernel on every read.
+
+Two files per container under paths.container_dir(id):
+- config.json: what was asked for (image, command, env, mounts, ...); written once at create.
+- state.json: what happened (pids with their start times, exit code, times); rewritten
+  atomically (temp + rename, as runc's state.json) by whoever changes it, under a lock.
+
+Why store the start time and the boot id next to each PID: PIDs are reused. A PID is only trusted
+when the process with that PID has the same start time (field 22 of /proc/PID/stat, proc(5)) and
+we are in the same boot (/proc/sys/kernel/random/boot_id), so a SIGKILLed supervisor, a wiped
+/run/labtui or a reboot never makes `ps` lie.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+from engine import paths
+from engine.errors import Conflict, InvalidArgument, NotFound
+
+# docker's status words
+CREATED, RUNNING, PAUSED, RESTARTING, EXITED, DEAD, REMOVING = (
+    "created", "running", "paused", "restarting", "exited", "dead", "removing",
+)
+
+
+def can_start(status: str) -> bool:
+    return status in (CREATED, EXITED)
+
+
+def can_stop(status: str) -> bool:
+    return status in (RUNNING, RESTARTING)
+
+
+def can_kill(status: str) -> bool:
+    return status in (RUNNING, RESTARTING, PAUSED)
+
+
+def can_pause(status: str) -> bool:
+    return status == RUNNING
+
+
+def can_exec(status: str) -> bool:
+    return status == RUNNING
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+
+
+def write_json_atomic(path: Path, obj: dict) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=1, default=str)
+    os.rename(tmp, path)
+
+
+def read_json(path: Path) -> dict:
+    with open(path) as f:
+        return json.load(f)
+
+
+_boot_id: str | None = None
+
+
+def boot_id() -> str:
+    global _boot_id
+    if _boot_id is None:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            _boot_id = f.read().strip()
+    return _boot_id
+
+
+def proc_start_time(pid: int) -> int | None:
+    """Field 22 (starttime, clock ticks since boot) of /proc/PID/stat, or None if gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    # comm (field 2) may contain spaces and parentheses: split after the last ')'
+    rest = data[data.rindex(b")") + 2 :].split()
+    if rest[0] == b"Z" or rest[0] == b"X":
+        return None  # a zombie is dead for our purposes
+    return int(rest[19])
+
+
+def pid_alive(pid: int | None, start: int | None, boot: str | None) -> bool:
+    if not pid or start is None or boot != boot_id():
+        return False
+    return proc_start_time(pid) == start
+
+
+class Container:
+    """One container's records. Cheap to construct: reads two small JSON files."""
+
+    def __init__(self, cid: str, config: dict, state: dict) -> None:
+        self.id = cid
+        self.config = config
+        self.state = state
+
+    @property
+    def name(self) -> str:
+        return self.config["name"]
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:12]
+
+    @property
+    def dir(self) -> Path:
+        return paths.container_dir(self.id)
+
+    @property
+    def run_dir(self) -> Path:
+        return paths.container_run_dir(self.id)
+
+    def init_alive(self) -> bool:
+        s = self.state
+        return pid_alive(s.get("pid"), s.get("pid_start"), s.get("boot_id"))
+
+    def supervisor_alive(self) -> bool:
+        s = self.state
+        return pid_alive(s.get("supervisor_pid"), s.get("supervisor_start"), s.get("boot_id"))
+
+    @property
+    def status(self) -> str:
+        """Recomputed from the kernel: a recorded PID counts only if it is still the same process."""
+        s = self.state
+        if s.get("removing"):
+            return REMOVING
+        if self.init_alive():
+            if s.get("paused") and _frozen(self):
+                return PAUSED
+            return RUNNING
+        if s.get("restarting") and self.supervisor_alive():
+            return RESTARTING
+        if s.get("started_at"):
+            return EXITED
+        return CREATED
+
+    @property
+    def exit_code(self) -> int | None:
+        return self.state.get("exit_code")
+
+    def reload(self) -> Container:
+        self.state = read_json(self.dir / "state.json")
+        return self
+
+
+def _frozen(c: Container) -> bool:
+    """Paused means the freezer says so; the cgroup driver answers (resource-control issue)."""
+    try:
+        from engine import cgroups
+
+        return cgroups.is_frozen_for(c)
+    except Exception:  # no cgroup support: trust the record
+        return bool(c.state.get("paused"))
+
+
+def load(cid: str) -> Container:
+    d = paths.container_dir(cid)
+    try:
+        config = read_json(d / "config.json")
+    except FileNotFoundError:
+        raise NotFound(f"no such container: {cid[:12]}") from None
+    try:
+        st = read_json(d / "state.json")
+    except FileNotFoundError:
+        st = {}
+    return Container(cid, config, st)
+
+
+def all_ids() -> list[str]:
+    try:
+        return [e for e in os.listdir(paths.containers_dir()) if len(e) == 64 and not e.startswith(".")]
+    except FileNotFoundError:
+        return []
+
+
+def all_containers() -> list[Container]:
+    out = []
+    for cid in all_ids():
+        try:
+            out.append(load(cid))
+        except (NotFound, ValueError):
+            continue  # being created or removed right now
+    out.sort(key=lambda c: c.config.get("created", ""), reverse=True)
+    return out
+
+
+def names_dir() -> Path:
+    return paths.lib_dir() / "names"
+
+
+def resolve(ref: str) -> Container:
+    """By name (docker allows a leading '/'), by full ID, or by a unique ID prefix."""
+    if not ref:
+        raise InvalidArgument("a container name or ID is required")
+    name = ref.lstrip("/")
+    try:
+        cid = os.readlink(names_dir() / name)
+        return load(cid)
+    except (FileNotFoundError, OSError, NotFound):
+        pass
+    if all(ch in "0123456789abcdef" for ch in ref):
+        matches = [cid for cid in all_ids() if cid.startswith(ref)]
+        if len(matches) == 1:
+            return load(matches[0])
+        if len(matches) > 1:
+            raise InvalidArgument(f"ID prefix '{ref}' is ambiguous: it matches {len(matches)} containers")
+    raise NotFound(f"no such container: {ref}")
+
+
+def claim_name(name: str, cid: str) -> None:
+    """Reserve a name: symlink(2) creation is atomic, so two racing creators cannot both win."""
+    names_dir().mkdir(parents=True, exist_ok=True)
+    try:
+        os.symlink(cid, names_dir() / name)
+    except FileExistsError:
+        try:
+            other = os.readlink(names_dir() / name)
+        except OSError:
+            other = "?"
+        if not (paths.container_dir(other) / "config.json").exists():
+            # a stale claim left by a crash between claim and create: take it over
+            os.unlink(names_dir() / name)
+            return claim_name(name, cid)
+        raise Conflict(
+            f"name '{name}' is already in use by container {other[:12]}: "
+            "remove or rename that container to reuse the name"
+        ) from None
+
+
+def release_name(name: str, cid: str) -> None:
+    link = names_dir() / name
+    try:
+        if os.readlink(link) == cid:
+            os.unlink(link)
+    except OSError:
+        pass
+
+
+@contextmanager
+def locked(cid: str) -> Iterator[None]:
+    """Serialise read-modify-write of one container's state (supervisor vs CLI vs app)."""
+    lock = paths.container_dir(cid) / ".lock"
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def update_state(cid: str, **changes: object) -> dict:
+    with locked(cid):
+        path = paths.container_dir(cid) / "state.json"
+        try:
+            st = read_json(path)
+        except FileNotFoundError:
+            st = {}
+        for k, v in changes.items():
+            if v is None and k in st:
+                del st[k]
+            elif v is not None:
+                st[k] = v
+        write_json_atomic(path, st)
+        return st
+
+
+def human_duration(seconds: float) -> str:
+    """docker's units.HumanDuration."""
+    s = int(seconds)
+    if s < 1:
+        return "Less than a second"
+    if s == 1:
+        return "1 second"
+    if s < 60:
+        return f"{s} seconds"
+    m = s // 60
+    if m == 1:
+        return "About a minute"
+    if m < 60:
+        return f"{m} minutes"
+    h = round(seconds / 3600)
+    if h == 1:
+        return "About an hour"
+    if h < 48:
+        return f"{h} hours"
+    if h < 24 * 7 * 2:
+        return f"{h // 24} days"
+    return f"{h // (24 * 7)} weeks"
+
+
+def parse_iso(ts: str) -> float:
+    return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+
+
+def status_text(c: Container) -> str:
+    st = c.status
+    now = time.time()
+    if st == RUNNING:
+        since = c.state.get("started_at")
+        return "Up " + human_duration(now - parse_iso(since)) if since else "Up"
+    if st == PAUSED:
+        since = c.state.get("started_at")
+        return ("Up " + human_duration(now - parse_iso(since)) if since else "Up") + " (Paused)"
+    if st == EXITED:
+        code = c.exit_code
+        fin = c.state.get("finished_at")
+        ago = f" {human_duration(now - parse_iso(fin))} ago" if fin else ""
+        return f"Exited ({code if code is not None else 'unknown'}){ago}"
+    if st == CREATED:
+        return "Created"
+    return st.capitalize()

@@ -1,0 +1,503 @@
+"""The per-container supervisor: the container's parent, in its own session, for its whole life.
+
+It clones the container's init with its namespaces, records every step (its own and the child's,
+which arrive over a pipe), owns the container's stdio (json-file log + attached clients), waits
+for the init to exit, records the exit code and time, and removes the container after exit when
+asked (--rm), whether or not the CLI that started it is still there.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import selectors
+import signal
+import socket
+import struct
+import sys
+import termios
+import time
+from datetime import UTC, datetime
+
+from engine import attach, events, init, namespaces, paths, state
+from engine import syscalls as sc
+from engine.errors import EngineError
+from engine.steps import FileSink, Recorder
+
+LOG_PARTIAL_MAX = 16 * 1024  # docker splits log lines at 16 KiB
+
+
+class FifoGate:
+    """The step gate: before each step, wait for one byte from a FIFO that readers write to."""
+
+    def __init__(self, run_dir: str) -> None:
+        self.fifo = os.path.join(run_dir, "gate")
+        self.pending = os.path.join(run_dir, "gate.json")
+        if not os.path.exists(self.fifo):
+            os.mkfifo(self.fifo, 0o600)
+        # O_RDWR: we are also a writer, so read() blocks instead of returning EOF (fifo(7)).
+        self.fd = os.open(self.fifo, os.O_RDWR | os.O_CLOEXEC)
+
+    def __call__(self, rec: dict) -> None:
+        state.write_json_atomic(_P(self.pending), {"waiting": True, "step": rec, "since": time.time()})
+        os.read(self.fd, 1)
+        state.write_json_atomic(_P(self.pending), {"waiting": False})
+
+
+def _P(p: str):  # small helper to keep pathlib out of hot signatures
+    from pathlib import Path
+
+    return Path(p)
+
+
+def rfc3339nano(ts: float) -> str:
+    dt = datetime.fromtimestamp(ts, UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond:06d}000Z"
+
+
+class LogWriter:
+    """docker's json-file log driver: one {"log","stream","time"} object per line."""
+
+    def __init__(self, path: str) -> None:
+        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        self.partial: dict[str, bytes] = {"stdout": b"", "stderr": b""}
+
+    def write(self, stream: str, data: bytes) -> None:
+        buf = self.partial[stream] + data
+        lines = buf.split(b"\n")
+        self.partial[stream] = lines.pop()
+        out = [self._line(stream, line + b"\n") for line in lines]
+        if len(self.partial[stream]) >= LOG_PARTIAL_MAX:
+            out.append(self._line(stream, self.partial[stream]))
+            self.partial[stream] = b""
+        if out:
+            os.write(self.fd, b"".join(out))
+
+    def flush(self) -> None:
+        for stream, rest in self.partial.items():
+            if rest:
+                os.write(self.fd, self._line(stream, rest))
+                self.partial[stream] = b""
+
+    @staticmethod
+    def _line(stream: str, data: bytes) -> bytes:
+        obj = {"log": data.decode("utf-8", "replace"), "stream": stream, "time": rfc3339nano(time.time())}
+        return (json.dumps(obj) + "\n").encode()
+
+
+class Supervisor:
+    def __init__(self, cid: str, status_fd: int | None, client: socket.socket | None,
+                 winsize: tuple[int, int] | None = None) -> None:
+        self.c = state.load(cid)
+        self.cid = cid
+        self.cfg = self.c.config
+        self.status_fd = status_fd
+        self.clients: list[socket.socket] = [client] if client is not None else []
+        self.readers: dict[int, attach.FrameReader] = {}
+        self.winsize = winsize
+        self.sink = FileSink(str(self.c.dir / "steps.jsonl"))
+        self.gate = FifoGate(str(self.c.run_dir)) if self.cfg.get("gate") else None
+        self.rec = Recorder(cid, self.sink, self.gate)
+        self.log = LogWriter(str(self.c.dir / "container.log"))
+        self.sel = selectors.DefaultSelector()
+        self.stdin_w: int | None = None
+        self.master: int | None = None
+        self.cgroup = None
+        self.net = None
+
+    # ---- reporting to the CLI that started us -------------------------------------------------
+    def report(self, msg: dict) -> None:
+        if self.status_fd is None:
+            return
+        try:
+            os.write(self.status_fd, (json.dumps(msg) + "\n").encode())
+            os.close(self.status_fd)
+        except OSError:
+            pass
+        self.status_fd = None
+
+    # ---- start -------------------------------------------------------------------------------
+    def prepare_stdio(self) -> dict:
+        """Pipes (or a pty) for the container's stdio; returns the child's ends."""
+        devnull = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
+        if self.cfg.get("tty"):
+            master, slave = os.openpty()
+            os.set_inheritable(master, False)
+            if self.winsize:
+                fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", *self.winsize, 0, 0))
+            self.master = master
+            self.sel.register(master, selectors.EVENT_READ, ("out", "stdout"))
+            return {"stdin": slave, "stdout": slave, "stderr": slave, "tty": slave}
+        out_r, out_w = os.pipe2(os.O_CLOEXEC)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        self.sel.register(out_r, selectors.EVENT_READ, ("out", "stdout"))
+        self.sel.register(err_r, selectors.EVENT_READ, ("out", "stderr"))
+        stdin = devnull
+        if self.cfg.get("interactive"):
+            in_r, in_w = os.pipe2(os.O_CLOEXEC)
+            self.stdin_w = in_w
+            stdin = in_r
+        return {"stdin": stdin, "stdout": out_w, "stderr": err_w, "tty": None}
+
+    def start(self) -> int:
+        c = self.c
+        c.run_dir.mkdir(parents=True, exist_ok=True)
+        listener = self.listen()
+        fds = self.prepare_stdio()
+        chan_r, chan_w = os.pipe2(os.O_CLOEXEC)
+        go_r, go_w = os.pipe2(os.O_CLOEXEC)
+        plan = init.ChildPlan(
+            container_id=self.cid, config=self.cfg, lowers=self.cfg["layers"],
+            upper=str(c.dir / "upper"), work=str(c.dir / "work"), merged=str(c.dir / "merged"),
+            etc_files={"/etc/hostname": str(c.dir / "hostname"), "/etc/hosts": str(c.dir / "hosts"),
+                       "/etc/resolv.conf": str(c.dir / "resolv.conf")},
+            stdin_fd=fds["stdin"], stdout_fd=fds["stdout"], stderr_fd=fds["stderr"], tty_fd=fds["tty"],
+            chan_w=chan_w, chan_r=go_r,
+        )
+        flags = namespaces.clone_flags(self.cfg)
+        pid = self.clone(flags, plan)
+        # Only the child's copies of these are needed now; ours would hide EOF.
+        for fd in {fds["stdin"], fds["stdout"], fds["stderr"], chan_w, go_r}:
+            if fd is not None:
+                os.close(fd)
+        if fds["tty"] is not None and fds["tty"] not in (fds["stdin"],):
+            pass
+        pid_start = state.proc_start_time(pid)
+        state.update_state(self.cid, pid=pid, pid_start=pid_start, boot_id=state.boot_id(),
+                           main_pid=None, exit_code=None, finished_at=None, error=None, paused=None,
+                           started_at=state.now_iso(), supervisor_pid=os.getpid(),
+                           supervisor_start=state.proc_start_time(os.getpid()))
+        try:
+            self.before_go(pid)
+        except EngineError as e:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            return self.fail(str(e), 125, pid)
+        os.write(go_w, b"g")  # (1)
+        error, exec_msg = self.follow_child(chan_r, go_w)
+        os.close(go_w)
+        if error:
+            return self.fail_after_exec(error, pid)
+        if exec_msg:
+            self.rec.record({
+                "mechanism": "exec", "op": "execve", "target": exec_msg["argv"][0],
+                "value": " ".join(exec_msg["argv"]), "shell": " ".join(exec_msg["argv"]),
+                "pid": exec_msg.get("pid"), "result": "ok", "errno": 0, "ts": exec_msg["ts"],
+                "duration_ms": round((time.time() - exec_msg["ts"]) * 1000, 3),
+            })
+        events.emit("started", self.cid, c.name, pid=pid)
+        self.report({"t": "started", "pid": pid})
+        return self.serve(pid, listener)
+
+    def clone(self, flags: int, plan: init.ChildPlan) -> int:
+        shell = namespaces.unshare_shell(flags)
+        step = {"mechanism": "namespace", "op": "clone", "target": "init",
+                "value": sc.flags_names(flags) + "|SIGCHLD", "shell": shell, "container": self.cid}
+        if self.gate is not None:
+            self.gate(step)
+        step["ts"] = time.time()
+        t0 = time.perf_counter()
+        try:
+            pid = sc.clone(flags)
+        except OSError as e:
+            import errno as _e
+
+            step.update(result=_e.errorcode.get(e.errno, str(e.errno)), errno=e.errno, strerror=e.strerror,
+                        duration_ms=round((time.perf_counter() - t0) * 1000, 3), pid=os.getpid())
+            self.rec.record(step)
+            raise EngineError(f"namespace: clone({step['value']}) failed: {e.strerror}") from e
+        if pid == 0:
+            sc.prctl(sc.PR_SET_NAME, _cstr("labtui-init"))
+            init.child_main(plan)  # never returns
+        step.update(result="ok", errno=0, pid=os.getpid(), child_pid=pid,
+                    duration_ms=round((time.perf_counter() - t0) * 1000, 3))
+        self.rec.record(step)
+        return pid
+
+    def before_go(self, pid: int) -> None:
+        """Supervisor-side setup between clone and go: cgroup, network (their issues)."""
+        from engine import hooks
+
+        self.cgroup, self.net = hooks.before_go(self.rec, self.c, pid)
+
+    def follow_child(self, chan_r: int, go_w: int) -> tuple[dict | None, dict | None]:
+        """(2) Record the child's steps as they arrive; release gated ones; stop at EOF (3)."""
+        buf = b""
+        error = None
+        exec_msg = None
+        while True:
+            data = os.read(chan_r, 65536)
+            if not data:
+                break
+            buf += data
+            *lines, buf = buf.split(b"\n")
+            for line in lines:
+                msg = json.loads(line)
+                t = msg["t"]
+                if t == "step":
+                    self.rec.record(msg["step"])
+                elif t == "gate":
+                    if self.gate is not None:
+                        self.gate(msg["step"])
+                    os.write(go_w, b"g")
+                elif t == "exec":
+                    exec_msg = msg
+                elif t == "error":
+                    error = msg
+                    if msg.get("step"):
+                        self.rec.record(msg["step"])
+        os.close(chan_r)
+        return error, exec_msg
+
+    def fail(self, message: str, code: int, pid: int | None) -> int:
+        self.finish(code, message)
+        self.report({"t": "error", "message": message, "exit_code": code})
+        self.send_exit(code)
+        self.after_exit()
+        return code
+
+    def fail_after_exec(self, error: dict, pid: int) -> int:
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
+        self.drain()
+        return self.fail(error["message"], int(error.get("exit_code", 125)), pid)
+
+    # ---- running -------------------------------------------------------------------------------
+    def listen(self) -> socket.socket:
+        path = str(self.c.run_dir / "attach.sock")
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        srv.bind(path)
+        os.chmod(path, 0o600)
+        srv.listen(8)
+        srv.setblocking(False)
+        self.sel.register(srv, selectors.EVENT_READ, ("listen", None))
+        for cl in self.clients:
+            self.add_client(cl, registered=False)
+        return srv
+
+    def add_client(self, cl: socket.socket, registered: bool = False) -> None:
+        if cl not in self.clients:
+            self.clients.append(cl)
+        cl.setblocking(True)
+        cl.settimeout(5)
+        self.readers[cl.fileno()] = attach.FrameReader()
+        self.sel.register(cl, selectors.EVENT_READ, ("client", cl))
+
+    def drop_client(self, cl: socket.socket) -> None:
+        try:
+            self.sel.unregister(cl)
+        except (KeyError, ValueError):
+            pass
+        if cl in self.clients:
+            self.clients.remove(cl)
+        self.readers.pop(cl.fileno(), None)
+        cl.close()
+
+    def broadcast(self, kind: int, data: bytes) -> None:
+        for cl in list(self.clients):
+            try:
+                attach.send(cl, kind, data)
+            except OSError:
+                self.drop_client(cl)
+
+    def on_output(self, fd: int, stream: str) -> bool:
+        try:
+            data = os.read(fd, 65536)
+        except OSError:  # EIO from a pty master once the last slave fd is closed
+            data = b""
+        if not data:
+            self.sel.unregister(fd)
+            os.close(fd)
+            if fd == self.master:
+                self.master = None
+            return False
+        self.log.write(stream, data)
+        self.broadcast(attach.STDOUT if stream == "stdout" else attach.STDERR, data)
+        return True
+
+    def on_client(self, cl: socket.socket) -> None:
+        try:
+            data = cl.recv(65536)
+        except OSError:
+            data = b""
+        if not data:
+            self.drop_client(cl)
+            return
+        for kind, payload in self.readers[cl.fileno()].feed(data):
+            if kind == attach.STDIN:
+                self.write_stdin(payload)
+            elif kind == attach.STDIN_EOF:
+                self.close_stdin()
+            elif kind == attach.RESIZE and self.master is not None:
+                rows, cols = attach.parse_resize(payload)
+                # The kernel sends SIGWINCH to the pty's foreground process group (tty_ioctl(4)).
+                fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+    def write_stdin(self, data: bytes) -> None:
+        fd = self.master if self.master is not None else self.stdin_w
+        if fd is None:
+            return
+        try:
+            os.write(fd, data)
+        except OSError:
+            self.close_stdin()
+
+    def close_stdin(self) -> None:
+        if self.master is not None:
+            self.write_stdin(b"\x04")  # ^D: EOF for a terminal in canonical mode
+        elif self.stdin_w is not None:
+            os.close(self.stdin_w)
+            self.stdin_w = None
+
+    def serve(self, pid: int, listener: socket.socket) -> int:
+        pidfd = os.pidfd_open(pid)
+        self.sel.register(pidfd, selectors.EVENT_READ, ("exit", None))
+        watcher = self.watcher()
+        exited = False
+        while not exited:
+            timeout = 0.25 if watcher else None
+            for key, _ in self.sel.select(timeout):
+                kind, arg = key.data
+                if kind == "out":
+                    self.on_output(key.fd, arg)
+                elif kind == "listen":
+                    try:
+                        cl, _ = listener.accept()
+                        self.add_client(cl)
+                    except BlockingIOError:
+                        pass
+                elif kind == "client":
+                    self.on_client(arg)
+                elif kind == "exit":
+                    exited = True
+            if watcher:
+                watcher()
+        _, status = os.waitpid(pid, 0)
+        code = init.exit_code(status)
+        self.sel.unregister(pidfd)
+        os.close(pidfd)
+        self.drain()
+        self.finish(code, None)
+        self.send_exit(code)
+        self.after_exit()
+        return code
+
+    def watcher(self):
+        from engine import hooks
+
+        return hooks.watcher(self.c, self.cgroup)
+
+    def drain(self) -> None:
+        """Read what is left in the output pipes: after PID 1 exits the kernel kills the whole
+        PID namespace, so every write end closes soon."""
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:
+            outs = [k for k in self.sel.get_map().values() if k.data[0] == "out"]
+            if not outs:
+                break
+            for key, _ in self.sel.select(0.1):
+                if key.data[0] == "out":
+                    self.on_output(key.fd, key.data[1])
+        self.log.flush()
+
+    def finish(self, code: int, error: str | None) -> None:
+        st = state.update_state(self.cid, exit_code=code, finished_at=state.now_iso(), error=error,
+                                step_seq=self.sink.seq)
+        sig = code - 128 if code > 128 else None
+        signame = signal.Signals(sig).name if sig and sig in signal.Signals._value2member_map_ else None
+        events.emit("died", self.cid, self.c.name, exit_code=code, signal=signame, error=error,
+                    manual_stop=st.get("manual_stop"))
+
+    def send_exit(self, code: int) -> None:
+        self.broadcast(attach.EXIT, str(code).encode())
+
+    def after_exit(self) -> None:
+        from engine import hooks
+
+        hooks.after_exit(self.rec, self.c, self.cgroup, self.net)
+        if self.cfg.get("autoremove"):
+            from engine import api
+
+            try:
+                api.remove(self.cid, force=True, from_supervisor=True)
+            except EngineError:
+                pass
+        for cl in list(self.clients):
+            self.drop_client(cl)
+
+
+def _cstr(s: str) -> int:
+    import ctypes
+
+    buf = ctypes.create_string_buffer(s.encode()[:15])
+    _cstr.keep = buf  # type: ignore[attr-defined]
+    return ctypes.addressof(buf)
+
+
+def become_supervisor() -> None:
+    """Detach from the caller: own session and process group, stdio away from the terminal."""
+    os.setsid()
+    sc.prctl(sc.PR_SET_NAME, _cstr("labtui-sup"))
+    devnull = os.open("/dev/null", os.O_RDWR)
+    os.dup2(devnull, 0)
+    os.dup2(devnull, 1)
+    os.close(devnull)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+
+
+def run(cid: str, status_fd: int | None, client: socket.socket | None,
+        winsize: tuple[int, int] | None) -> int:
+    errlog = os.open(str(paths.container_dir(cid) / "supervisor.log"),
+                     os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+    os.dup2(errlog, 2)
+    os.close(errlog)
+    try:
+        sup = Supervisor(cid, status_fd, client, winsize)
+        return sup.start()
+    except EngineError as e:
+        print(f"labtui supervisor: {e}", file=sys.stderr)
+        _report_failure(cid, status_fd, str(e), e.exit_code)
+        return e.exit_code
+    except BaseException as e:  # never a silent death: say why in the log and to the CLI
+        import traceback
+
+        traceback.print_exc()
+        _report_failure(cid, status_fd, f"supervisor failed: {e!r}", 125)
+        return 125
+
+
+def _report_failure(cid: str, status_fd: int | None, message: str, code: int) -> None:
+    try:
+        state.update_state(cid, exit_code=code, finished_at=state.now_iso(), error=message)
+    except OSError:
+        pass
+    if status_fd is not None:
+        try:
+            os.write(status_fd, (json.dumps({"t": "error", "message": message, "exit_code": code}) + "\n").encode())
+        except OSError:
+            pass
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m engine.supervisor CID STATUS_FD [CLIENT_FD] [ROWS COLS]`: the exec'd form, used by
+    callers that have threads (the terminal app), where fork without exec is unsafe."""
+    args = argv if argv is not None else sys.argv[1:]
+    cid, status_fd = args[0], int(args[1])
+    client = socket.socket(fileno=int(args[2])) if len(args) > 2 and args[2] != "-" else None
+    winsize = (int(args[3]), int(args[4])) if len(args) > 4 else None
+    become_supervisor()
+    os._exit(run(cid, status_fd, client, winsize))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,451 @@
+"""`labtui`: docker-style command line over the engine. With no arguments it opens the terminal app.
+
+Thin commands: parse, call one engine function, print. Errors become one line on stderr and
+docker's exit codes (125 engine error, 126 cannot execute, 127 not found); never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from engine.errors import EngineError
+
+EPILOG = "Run `sudo labtui` with no arguments to open the terminal app."
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-i", "--interactive", action="store_true", help="keep STDIN open")
+    p.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-TTY")
+    p.add_argument("--name", help="assign a name to the container")
+    p.add_argument("-e", "--env", action="append", default=[], metavar="K=V", help="set an environment variable")
+    p.add_argument("-w", "--workdir", help="working directory inside the container")
+    p.add_argument("--hostname", help="container host name")
+    p.add_argument("-v", "--volume", action="append", default=[], metavar="HOST:CTR[:ro]", help="bind mount a volume")
+    p.add_argument("--read-only", action="store_true", help="mount the container's root filesystem read-only")
+    p.add_argument("--tmpfs", action="append", default=[], metavar="PATH", help="mount a tmpfs")
+    p.add_argument("--rm", action="store_true", help="remove the container when it exits")
+    p.add_argument("--entrypoint", help="override the image's entrypoint")
+    p.add_argument("--gate", action="store_true", help="hold every kernel step until released (labtui gate next)")
+    p.add_argument("image", help="image (busybox is built in)")
+    p.add_argument("command", nargs=argparse.REMAINDER, help="command and arguments")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="labtui",
+        description="labtui: a real Linux container runtime you can watch. Every kernel step is recorded.",
+        epilog=EPILOG,
+    )
+    sub = ap.add_subparsers(dest="cmd", metavar="COMMAND")
+
+    p = sub.add_parser("run", help="create and start a container")
+    p.add_argument("-d", "--detach", action="store_true", help="run in the background and print the ID")
+    _add_run_options(p)
+    p = sub.add_parser("create", help="create a container without starting it")
+    _add_run_options(p)
+
+    p = sub.add_parser("start", help="start stopped containers")
+    p.add_argument("-a", "--attach", action="store_true", help="attach to output")
+    p.add_argument("containers", nargs="+")
+    p = sub.add_parser("stop", help="stop running containers (SIGTERM, then SIGKILL)")
+    p.add_argument("-t", "--time", type=float, default=10, help="seconds to wait before SIGKILL (default 10)")
+    p.add_argument("containers", nargs="+")
+    p = sub.add_parser("restart", help="restart containers")
+    p.add_argument("-t", "--time", type=float, default=10)
+    p.add_argument("containers", nargs="+")
+    p = sub.add_parser("kill", help="send a signal to containers")
+    p.add_argument("-s", "--signal", default="KILL")
+    p.add_argument("containers", nargs="+")
+    p = sub.add_parser("rm", help="remove containers")
+    p.add_argument("-f", "--force", action="store_true", help="kill a running container first")
+    p.add_argument("containers", nargs="+")
+    p = sub.add_parser("wait", help="wait for containers to stop and print their exit codes")
+    p.add_argument("containers", nargs="+")
+    p = sub.add_parser("ps", help="list containers")
+    p.add_argument("-a", "--all", action="store_true")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("--format", choices=["table", "json"], default="table")
+    p = sub.add_parser("inspect", help="low-level information as JSON")
+    p.add_argument("containers", nargs="+")
+    p = sub.add_parser("logs", help="a container's output")
+    p.add_argument("-f", "--follow", action="store_true")
+    p.add_argument("--tail", default="all")
+    p.add_argument("-t", "--timestamps", action="store_true")
+    p.add_argument("container")
+    p = sub.add_parser("top", help="processes of a container")
+    p.add_argument("container")
+
+    p = sub.add_parser("steps", help="the kernel steps labtui performed (all containers or one)")
+    p.add_argument("container", nargs="?")
+    p.add_argument("-f", "--follow", action="store_true")
+    p.add_argument("--format", choices=["table", "json"], default="table")
+    p = sub.add_parser("events", help="lifecycle events")
+    p.add_argument("-f", "--follow", action="store_true")
+    p.add_argument("--format", choices=["table", "json"], default="table")
+    p = sub.add_parser("gate", help="the step gate: show the held step or let steps go")
+    p.add_argument("action", choices=["next", "show"])
+    p.add_argument("container")
+    p.add_argument("-n", "--count", type=int, default=1)
+
+    p = sub.add_parser("image", help="manage images")
+    isub = p.add_subparsers(dest="image_cmd", metavar="SUBCOMMAND")
+    q = isub.add_parser("import", help="import a docker-save or OCI layout tarball")
+    q.add_argument("file")
+    q.add_argument("ref", nargs="?")
+    q = isub.add_parser("ls", help="list images")
+    q.add_argument("--format", choices=["table", "json"], default="table")
+    q = isub.add_parser("rm", help="remove images")
+    q.add_argument("refs", nargs="+")
+    sub.add_parser("images", help="list images (image ls)")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args_list = sys.argv[1:] if argv is None else argv
+    if not args_list:
+        return open_app()
+    ap = build_parser()
+    args = ap.parse_args(args_list)
+    if args.cmd is None:
+        ap.print_help()
+        return 0
+    try:
+        from engine import api
+
+        api.require_root()
+        return COMMANDS[args.cmd](args) or 0
+    except EngineError as e:
+        print(f"labtui: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+def open_app() -> int:
+    if os.geteuid() != 0:
+        print("labtui: labtui must run as root: try sudo labtui", file=sys.stderr)
+        return 125
+    try:
+        from labtui.app import run_app
+    except ImportError:
+        build_parser().print_help()
+        return 0
+    return run_app()
+
+
+# ---- commands ------------------------------------------------------------------------------------
+
+def _opts(args: argparse.Namespace):
+    from engine.spec import RunOptions
+
+    command = list(args.command)
+    if command and command[0] == "--":
+        command = command[1:]
+    return RunOptions(
+        image=args.image, command=command, name=args.name, env=args.env, workdir=args.workdir,
+        hostname=args.hostname, volumes=args.volume, read_only=args.read_only, tmpfs=args.tmpfs,
+        tty=args.tty, interactive=args.interactive, detach=getattr(args, "detach", False),
+        autoremove=args.rm, gate=args.gate, entrypoint=args.entrypoint,
+    )
+
+
+def cmd_create(args: argparse.Namespace) -> int:
+    from engine import api
+
+    c = api.create(_opts(args))
+    print(c.id)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from engine import api
+
+    opts = _opts(args)
+    c = api.create(opts)
+    if opts.detach:
+        try:
+            api.start(c.id)
+        except EngineError:
+            _cleanup_failed(c.id, opts.autoremove)
+            raise
+        print(c.id)
+        return 0
+    from labtui import attach_client
+
+    return attach_client.run_attached(c, opts)
+
+
+def _cleanup_failed(cid: str, autoremove: bool) -> None:
+    if autoremove:
+        from engine import api
+
+        try:
+            api.remove(cid, force=True)
+        except EngineError:
+            pass
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    from engine import api
+
+    rc = 0
+    for ref in args.containers:
+        if args.attach:
+            from engine import state
+            from labtui import attach_client
+
+            return attach_client.start_attached(state.resolve(ref))
+        try:
+            api.start(ref)
+            print(ref)
+        except EngineError as e:
+            print(f"labtui: {e}", file=sys.stderr)
+            rc = e.exit_code
+    return rc
+
+
+def _each(refs: list[str], fn) -> int:
+    rc = 0
+    for ref in refs:
+        try:
+            fn(ref)
+            print(ref)
+        except EngineError as e:
+            print(f"labtui: {e}", file=sys.stderr)
+            rc = 1
+    return rc
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    from engine import api
+
+    return _each(args.containers, lambda r: api.stop(r, args.time))
+
+
+def cmd_restart(args: argparse.Namespace) -> int:
+    from engine import api
+
+    return _each(args.containers, lambda r: api.restart(r, args.time))
+
+
+def cmd_kill(args: argparse.Namespace) -> int:
+    from engine import api
+
+    api.parse_signal(args.signal)  # refuse a bad signal before touching anything
+    return _each(args.containers, lambda r: api.kill(r, args.signal))
+
+
+def cmd_rm(args: argparse.Namespace) -> int:
+    from engine import api
+
+    return _each(args.containers, lambda r: api.remove(r, force=args.force))
+
+
+def cmd_wait(args: argparse.Namespace) -> int:
+    from engine import api
+
+    rc = 0
+    for ref in args.containers:
+        try:
+            print(api.wait(ref), flush=True)
+        except EngineError as e:
+            print(f"labtui: {e}", file=sys.stderr)
+            rc = 1
+    return rc
+
+
+def container_row(c) -> dict:
+    from engine import state
+
+    cmd = " ".join(c.config["argv"])
+    return {
+        "ID": c.short_id, "Id": c.id, "Image": c.config["image"], "Command": cmd,
+        "CreatedAt": c.config["created"], "Status": state.status_text(c), "State": c.status,
+        "Names": c.name, "Pid": c.state.get("pid") if c.init_alive() else 0,
+        "ExitCode": c.exit_code, "Ports": ports_text(c),
+    }
+
+
+def ports_text(c) -> str:
+    return ", ".join(p.get("text", "") for p in c.config.get("ports", []))
+
+
+def cmd_ps(args: argparse.Namespace) -> int:
+    from engine import api, state
+
+    cs = api.list_containers(args.all)
+    if args.quiet:
+        for c in cs:
+            print(c.short_id)
+        return 0
+    rows = [container_row(c) for c in cs]
+    if args.format == "json":
+        for r in rows:
+            print(json.dumps(r))
+        return 0
+    table = [["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]]
+    import time
+
+    for r in rows:
+        created = state.human_duration(time.time() - state.parse_iso(r["CreatedAt"])) + " ago"
+        cmd = r["Command"] if len(r["Command"]) <= 20 else r["Command"][:19] + "…"
+        table.append([r["ID"], r["Image"], f'"{cmd}"', created, r["Status"], r["Ports"], r["Names"]])
+    print_table(table)
+    return 0
+
+
+def print_table(rows: list[list[str]]) -> None:
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("   ".join(str(v).ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from engine import api
+
+    out, rc = [], 0
+    for ref in args.containers:
+        try:
+            out.append(api.inspect(ref))
+        except EngineError as e:
+            print(f"labtui: {e}", file=sys.stderr)
+            rc = 1
+    print(json.dumps(out, indent=4))
+    return rc
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    from engine import api
+
+    tail = None
+    if args.tail != "all":
+        try:
+            tail = int(args.tail)
+        except ValueError:
+            raise EngineError(f"invalid --tail '{args.tail}': a number or 'all'") from None
+    recs = api.follow_logs(args.container, tail) if args.follow else api.read_logs(args.container, tail)
+    for rec in recs:
+        stream = sys.stdout if rec.get("stream") != "stderr" else sys.stderr
+        text = rec["log"]
+        if args.timestamps:
+            text = f"{rec['time']} {text}"
+        stream.write(text)
+        stream.flush()
+    return 0
+
+
+def cmd_top(args: argparse.Namespace) -> int:
+    from engine import api
+
+    rows = [["UID", "PID", "PPID", "PID IN CONTAINER", "STAT", "CMD"]]
+    for p in api.top(args.container):
+        rows.append([str(p["uid"]), str(p["pid"]), str(p["ppid"]), str(p["pid_inside"]), p["state"], p["cmd"]])
+    print_table(rows)
+    return 0
+
+
+def format_step(s: dict) -> str:
+    res = s.get("result", "?")
+    dur = s.get("duration_ms")
+    dur_s = f"{dur:.2f}ms" if isinstance(dur, (int, float)) else ""
+    cid = (s.get("container") or "")[:12]
+    tgt = s.get("target") or ""
+    val = s.get("value") or ""
+    return (f"{s.get('seq', ''):>4} {cid:12} {s.get('mechanism', ''):10} {s.get('op', ''):22} "
+            f"{res:8} {dur_s:>9}  {tgt} {val}".rstrip() + (f"\n{'':41}$ {s['shell']}" if s.get("shell") else ""))
+
+
+def cmd_steps(args: argparse.Namespace) -> int:
+    from engine import jsonl, paths, state, steps
+
+    cid = state.resolve(args.container).id if args.container else None
+    if args.follow:
+        it = steps.follow_steps(cid, from_start=True)
+    else:
+        src = paths.container_dir(cid) / "steps.jsonl" if cid else paths.steps_stream()
+        it = iter(jsonl.read_all(src))
+    for s in it:
+        if cid and s.get("container") != cid:
+            continue
+        print(json.dumps(s) if args.format == "json" else format_step(s), flush=True)
+    return 0
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    import time
+
+    from engine import events
+
+    it = events.follow_events(from_start=False) if args.follow else iter(events.read_events())
+    for ev in it:
+        if args.format == "json":
+            print(json.dumps(ev), flush=True)
+            continue
+        ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(ev["ts"]))
+        extra = " ".join(f"{k}={v}" for k, v in ev.items() if k not in ("ts", "type", "container", "name"))
+        print(f"{ts} container {ev['type']} {(ev.get('container') or '')[:12]} (name={ev.get('name')}"
+              f"{', ' + extra if extra else ''})", flush=True)
+    return 0
+
+
+def cmd_gate(args: argparse.Namespace) -> int:
+    from engine import api
+
+    if args.action == "show":
+        step = api.gate_pending(args.container)
+        print(json.dumps(step) if step else "no step is waiting")
+        return 0
+    api.gate_release(args.container, args.count)
+    return 0
+
+
+def cmd_image(args: argparse.Namespace) -> int:
+    from engine import images
+
+    sub = getattr(args, "image_cmd", None) or "ls"
+    if sub == "import":
+        for img in images.import_archive(args.file, args.ref):
+            print(f"Loaded image: {img.ref} ({img.id[:12]})")
+        return 0
+    if sub == "rm":
+        from engine import state
+
+        def in_use(img) -> list[str]:
+            return [c.id for c in state.all_containers() if c.config.get("image_id") == img.id]
+
+        rc = 0
+        for ref in args.refs:
+            try:
+                images.remove(ref, in_use)
+                print(f"Deleted: {ref}")
+            except EngineError as e:
+                print(f"labtui: {e}", file=sys.stderr)
+                rc = 1
+        return rc
+    imgs = images.list_images()
+    if getattr(args, "format", "table") == "json":
+        for img in imgs:
+            print(json.dumps(img.to_json()))
+        return 0
+    rows = [["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]]
+    for img in imgs:
+        rows.append([img.name, img.tag, img.id[:12], img.created, f"{img.size / 1e6:.1f}MB"])
+    print_table(rows)
+    return 0
+
+
+COMMANDS = {
+    "run": cmd_run, "create": cmd_create, "start": cmd_start, "stop": cmd_stop, "restart": cmd_restart,
+    "kill": cmd_kill, "rm": cmd_rm, "wait": cmd_wait, "ps": cmd_ps, "inspect": cmd_inspect,
+    "logs": cmd_logs, "top": cmd_top, "steps": cmd_steps, "events": cmd_events, "gate": cmd_gate,
+    "image": cmd_image, "images": cmd_image,
+}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -362,6 +362,10 @@ def teardown(c: Container) -> None:
 
     hooks.cleanup(container_recorder(c.id), c)
     shutil.rmtree(c.run_dir, ignore_errors=True)
+    try:
+        os.unlink(paths.attach_socket(c.id))
+    except FileNotFoundError:
+        pass
     shutil.rmtree(c.dir, ignore_errors=True)
     state.release_name(c.name, c.id)
 

@@ -169,7 +169,7 @@ def _load(path: Path) -> Image:
         data = f.read()
     try:
         return Image.from_json(json.loads(data))
-    except (ValueError, KeyError, TypeError) as e:
+    except (ValueError, KeyError, TypeError, _Bad) as e:
         raise EngineError(f"image record {path} is corrupt ({e}); remove it and import again") from None
 
 
@@ -271,6 +271,8 @@ def import_archive(
 
     src = Path(path)
     override = _split_ref(ref) if ref is not None else None
+    if src.is_dir():
+        raise InvalidArgument(f"cannot import {src}: it is a directory; pack it first: tar -cf image.tar -C {src} .")
     if not src.is_file():
         raise NotFound(f"cannot import {src}: no such file")
     try:
@@ -994,7 +996,8 @@ class _LayerWriter:
             if st is None:
                 raise _Bad(f"hard link {name!r} points to {linkname!r}, which is not in the layer")
             if i < len(parts) - 1 and not stat.S_ISDIR(st.st_mode):
-                raise _Bad(f"hard link {name!r} to {linkname!r} goes through a non-directory")
+                what = "the symlink" if stat.S_ISLNK(st.st_mode) else "the non-directory"
+                raise _Bad(f"hard link {name!r} to {linkname!r} goes through {what} {'/'.join(parts[: i + 1])!r}")
             if i == len(parts) - 1 and stat.S_ISDIR(st.st_mode):
                 raise _Bad(f"hard link {name!r} points to a directory")
         return cur

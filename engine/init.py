@@ -196,9 +196,15 @@ def exec_main(rec: Recorder, plan: ChildPlan, chan: Channel) -> None:
     code = 125
     try:
         signal.pthread_sigmask(signal.SIG_SETMASK, set())
-        # Python ignores SIGPIPE and SIGXFSZ; a shell pipeline inside must get the defaults.
-        for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM, signal.SIGCHLD):
-            signal.signal(sig, signal.SIG_DFL)
+        # Ignored signals stay ignored across execve(2): Python ignores SIGPIPE and SIGXFSZ and
+        # the supervisor SIGHUP/SIGINT. The command must start with every default (a shell
+        # cannot even trap a signal that was ignored when it started).
+        for sig in signal.valid_signals():
+            if sig not in (signal.SIGKILL, signal.SIGSTOP):
+                try:
+                    signal.signal(sig, signal.SIG_DFL)
+                except (OSError, ValueError):
+                    pass
         os.setsid()
         if plan.tty_fd is not None:
             import fcntl

@@ -38,6 +38,11 @@ def container_run_dir(cid: str) -> Path:
     return run_dir() / "containers" / cid
 
 
+def attach_socket(cid: str) -> Path:
+    """Short on purpose: a Unix socket path must fit in 108 bytes (unix(7))."""
+    return run_dir() / "sock" / f"{cid[:20]}.sock"
+
+
 def images_dir() -> Path:
     return lib_dir() / "images"
 
@@ -57,6 +62,6 @@ def events_stream() -> Path:
 
 
 def ensure_dirs() -> None:
-    for d in (containers_dir(), images_dir(), layers_dir(), run_dir() / "containers"):
+    for d in (containers_dir(), images_dir(), layers_dir(), run_dir() / "containers", run_dir() / "sock"):
         d.mkdir(parents=True, exist_ok=True)
     os.chmod(lib_dir(), 0o711)

@@ -97,6 +97,7 @@ class Supervisor:
         self.readers: dict[int, attach.FrameReader] = {}
         self.winsize = winsize
         self.sink = FileSink(str(self.c.dir / "steps.jsonl"))
+        self.c.run_dir.mkdir(parents=True, exist_ok=True)
         self.gate = FifoGate(str(self.c.run_dir)) if self.cfg.get("gate") else None
         self.rec = Recorder(cid, self.sink, self.gate)
         self.log = LogWriter(str(self.c.dir / "container.log"))
@@ -267,7 +268,8 @@ class Supervisor:
 
     # ---- running -------------------------------------------------------------------------------
     def listen(self) -> socket.socket:
-        path = str(self.c.run_dir / "attach.sock")
+        paths.attach_socket(self.cid).parent.mkdir(parents=True, exist_ok=True)
+        path = str(paths.attach_socket(self.cid))
         try:
             os.unlink(path)
         except FileNotFoundError:

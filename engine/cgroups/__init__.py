@@ -1,0 +1,74 @@
+"""Control groups: limits, stats, freezing and alerts for containers (docs/cgroups.md).
+
+    layout = detect()                       # unified / legacy / hybrid, from /proc/self/mountinfo
+    cg = get_driver(cid, rec)               # V2Driver on unified, V1Driver on legacy/hybrid
+    cg.create(); cg.add_pid(pid); cg.apply(validate(limits_from_options(memory="64m")))
+    cg.stats(); cg.freeze(); cg.thaw(); cg.destroy()
+"""
+
+from __future__ import annotations
+
+import os
+
+from engine.cgroups.alerts import AlertWatcher
+from engine.cgroups.base import (
+    DEFAULT_PARENT,
+    PARENT_ENV,
+    CgroupDriver,
+    CgroupFS,
+    NullDriver,
+    cgroup_parent,
+)
+from engine.cgroups.detect import DEFAULT_ROOT, Layout, detect
+from engine.cgroups.limits import (
+    Limits,
+    limits_from_options,
+    parse_size,
+    shares_to_weight,
+    validate,
+)
+from engine.cgroups.stats import cpu_percent, memory_percent, read_stats
+from engine.cgroups.v1 import V1Driver
+from engine.cgroups.v2 import V2Driver
+from engine.errors import EngineError
+from engine.steps import Recorder
+
+__all__ = [
+    "DEFAULT_PARENT", "DEFAULT_ROOT", "PARENT_ENV", "AlertWatcher", "CgroupDriver", "CgroupFS",
+    "Layout", "Limits", "NullDriver", "V1Driver", "V2Driver", "cgroup_parent", "cpu_percent",
+    "detect", "get_driver", "limits_from_options", "memory_percent", "parse_size", "read_stats",
+    "shares_to_weight", "validate",
+]
+
+
+def get_driver(
+    container_id: str,
+    rec: Recorder,
+    force: str | None = None,
+    layout: Layout | None = None,
+    root: str = DEFAULT_ROOT,
+    *,
+    fs: CgroupFS | None = None,
+) -> CgroupDriver:
+    """The driver for this host: v2 on a unified layout, v1 on legacy and hybrid ones.
+
+    On a hybrid host the cgroup2 side holds no (or hardly any) controllers, so limits must go
+    through v1. ``force`` ("v1"/"v2") overrides the choice, e.g. to use the hybrid host's
+    cgroup2 mount for freezing. Without usable cgroups the NullDriver is returned.
+    """
+    if layout is None:
+        layout = detect(root=None if os.path.normpath(root) == DEFAULT_ROOT else root)
+    else:
+        layout = layout.rebased(root)
+    kind = force or {"unified": "v2", "legacy": "v1", "hybrid": "v1"}.get(layout.kind)
+    if kind == "v2":
+        if not layout.v2_mount:
+            raise EngineError("cgroup v2 was asked for, but no cgroup2 filesystem is mounted")
+        return V2Driver(container_id, rec, layout, root, fs=fs)
+    if kind == "v1":
+        if not any(not c.startswith("name=") for c in layout.v1):
+            raise EngineError("cgroup v1 was asked for, but no v1 controller is mounted")
+        return V1Driver(container_id, rec, layout, root, fs=fs)
+    if kind is not None:
+        raise EngineError(f"unknown cgroup driver {force!r}: expected 'v1' or 'v2'")
+    return NullDriver(container_id, rec, reason="no cgroup filesystem is mounted")

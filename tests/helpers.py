@@ -1,0 +1,97 @@
+"""Helpers for tests: run the real CLI, read the kernel, clean up."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+LABTUI = [sys.executable, "-m", "labtui.cli"]
+
+
+def labtui(*args: str, check: bool = True, timeout: float = 60, input: str | None = None,
+           env: dict | None = None) -> subprocess.CompletedProcess:
+    p = subprocess.run(LABTUI + list(args), capture_output=True, text=True, timeout=timeout,
+                       input=input, env=env, stdin=None if input is not None else subprocess.DEVNULL)
+    if check and p.returncode != 0:
+        raise AssertionError(f"labtui {' '.join(args)} exited {p.returncode}\nstdout: {p.stdout}\nstderr: {p.stderr}")
+    return p
+
+
+def run_d(*args: str) -> str:
+    """`labtui run -d ...`; returns the container ID."""
+    return labtui("run", "-d", *args).stdout.strip()
+
+
+def inspect(ref: str) -> dict:
+    return json.loads(labtui("inspect", ref).stdout)[0]
+
+
+def ps_json(all_: bool = True) -> list[dict]:
+    out = labtui("ps", "--format", "json", *(["-a"] if all_ else [])).stdout
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def lib() -> Path:
+    return Path(os.environ["LABTUI_ROOT"]) / "lib"
+
+
+def run_dir() -> Path:
+    return Path(os.environ["LABTUI_ROOT"]) / "run"
+
+
+def wait_for(pred, timeout: float = 10, interval: float = 0.05, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def remove_all() -> None:
+    for c in ps_json(True):
+        labtui("rm", "-f", c["Id"], check=False)
+
+
+def our_processes() -> list[tuple[int, str]]:
+    out = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/comm") as f:
+                comm = f.read().strip()
+        except OSError:
+            continue
+        if comm in ("labtui-sup", "labtui-init"):
+            out.append((int(name), comm))
+    return out
+
+
+def force_cleanup() -> None:
+    """Last resort after a failed run: kill our processes so nothing lingers on the machine."""
+    for pid, _ in our_processes():
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def host_mounts() -> str:
+    with open("/proc/self/mountinfo") as f:
+        return f.read()
+
+
+def proc_status(pid: int) -> dict:
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            out[k] = v.strip()
+    return out

@@ -416,7 +416,9 @@ def cmd_image(args: argparse.Namespace) -> int:
         from engine import state
 
         def in_use(img) -> list[str]:
-            return [c.id for c in state.all_containers() if c.config.get("image_id") == img.id]
+            # By layer, not by image ID: a re-imported tag keeps layers older containers still mount.
+            mine = {str(p) for p in img.layer_paths()}
+            return [c.id for c in state.all_containers() if mine & set(c.config.get("layers", []))]
 
         rc = 0
         for ref in args.refs:

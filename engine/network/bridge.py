@@ -8,7 +8,7 @@ import errno
 import socket
 from typing import TYPE_CHECKING
 
-from engine.errors import StepError
+from engine.errors import Conflict, StepError
 from engine.network.netlink import delete_link, host_ipr, nl_step, step_errno
 from engine.steps import Recorder
 
@@ -68,10 +68,7 @@ def ensure_bridge(bridge: str, gateway: str, prefix: int, rec: Recorder) -> tupl
     with host_ipr() as ipr:
         link = _show_link(ipr, bridge, rec)
         if link is not None and link["kind"] != "bridge":
-            raise StepError(
-                {"mechanism": "network", "op": "link_show", "target": bridge},
-                f"network: {bridge} exists but is a {link['kind'] or 'non-bridge'} link, not a bridge",
-            )
+            raise Conflict(f"interface {bridge} exists but is a {link['kind'] or 'non-bridge'} link, not a bridge")
         if link is None:
             index = _add_bridge(ipr, bridge, rec)
             _add_address(ipr, index, bridge, gateway, prefix, rec)

@@ -18,7 +18,7 @@ import termios
 import time
 from dataclasses import dataclass, field
 
-from engine import namespaces, rootfs
+from engine import namespaces, rootfs, security
 from engine import syscalls as sc
 from engine.errors import EngineError, StepError
 from engine.steps import Recorder
@@ -68,6 +68,8 @@ class ChildPlan:
     tty_fd: int | None
     chan_w: int
     chan_r: int
+    console_sock: int | None = None
+    security: object | None = None  # what security.prepare() built before clone
     keep_fds: list[int] = field(default_factory=list)
 
 
@@ -88,6 +90,8 @@ def child_main(plan: ChildPlan) -> None:
     code = 125
     try:
         keep = {0, 1, 2, plan.chan_w, plan.chan_r, plan.stdin_fd, plan.stdout_fd, plan.stderr_fd}
+        if plan.console_sock is not None:
+            keep.add(plan.console_sock)
         keep.update(plan.keep_fds)
         if plan.tty_fd is not None:
             keep.add(plan.tty_fd)
@@ -95,7 +99,7 @@ def child_main(plan: ChildPlan) -> None:
         gate = chan.gate if plan.config.get("gate") else None
         rec = Recorder(plan.container_id, chan.step_sink, gate)
         chan.wait_go()  # (1)
-        setup_container(rec, plan)
+        setup_container(rec, plan, chan)
         code = run_init(rec, plan, chan)
     except StepError as e:
         chan.send({"t": "error", "message": str(e), "exit_code": 125, "step": e.step})
@@ -107,7 +111,7 @@ def child_main(plan: ChildPlan) -> None:
         os._exit(code)
 
 
-def setup_container(rec: Recorder, plan: ChildPlan) -> None:
+def setup_container(rec: Recorder, plan: ChildPlan, chan: Channel) -> None:
     cfg = plan.config
     if cfg.get("cgroupns", True):
         namespaces.unshare(rec, sc.CLONE_NEWCGROUP)
@@ -117,8 +121,11 @@ def setup_container(rec: Recorder, plan: ChildPlan) -> None:
     for v in cfg.get("volumes", []):
         rootfs.mount_volume(rec, root, v["host"], v["container"], v["readonly"])
     rootfs.mount_proc_sys(rec, root)
-    console = os.ttyname(plan.tty_fd) if plan.tty_fd is not None else None
-    rootfs.setup_dev(rec, root, console)
+    rootfs.setup_dev(rec, root, with_console=plan.console_sock is None)
+    if plan.console_sock is not None:
+        slave = rootfs.open_console(rec, root, plan.console_sock, chan.send)
+        plan.tty_fd = plan.stdin_fd = plan.stdout_fd = plan.stderr_fd = slave
+        plan.console_sock = None
     for ctr_path, host_file in plan.etc_files.items():
         rootfs.bind_file(rec, root, host_file, ctr_path)
     tmpfs = list(cfg.get("tmpfs", []))
@@ -131,6 +138,7 @@ def setup_container(rec: Recorder, plan: ChildPlan) -> None:
     rootfs.pivot(rec, root)
     if cfg.get("read_only"):
         rootfs.remount_root_ro(rec)
+    security.mask_paths(rec, cfg)
     namespaces.set_hostname(rec, cfg["hostname"])
     if cfg.get("network", "none") != "host":
         namespaces.loopback_up(rec)
@@ -222,6 +230,8 @@ def exec_main(rec: Recorder, plan: ChildPlan, chan: Channel) -> None:
         os.chdir(cfg.get("workdir") or "/")
         argv = cfg["argv"]
         env = dict(item.split("=", 1) for item in cfg["env"])
+        # Last: no_new_privs, then seccomp, then capabilities, right before execve (runc's order).
+        security.apply_before_exec(rec, cfg, plan.security)
         chan.send({"t": "exec", "argv": argv, "ts": time.time(), "pid": os.getpid()})
         try:
             os.execvpe(argv[0], argv, env)

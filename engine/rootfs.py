@@ -17,6 +17,8 @@ from engine.steps import Recorder
 DEV_NODES = [  # name, major, minor (docker's device allowlist, REFERENCE)
     ("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0),
 ]
+TIOCGPTN = 0x80045430  # <asm-generic/ioctls.h>: not exported by Python's termios
+TIOCSPTLCK = 0x40045431
 DEV_LINKS = [
     ("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
     ("stderr", "/proc/self/fd/2"), ("ptmx", "pts/ptmx"),
@@ -114,7 +116,7 @@ def mount_proc_sys(rec: Recorder, root: str) -> None:
     mount(rec, "sysfs", sysd, "sysfs", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC | sc.MS_RDONLY)
 
 
-def setup_dev(rec: Recorder, root: str, console: str | None) -> None:
+def setup_dev(rec: Recorder, root: str, with_console: bool = True) -> None:
     dev = os.path.join(root, "dev")
     os.makedirs(dev, exist_ok=True)
     mount(rec, "tmpfs", dev, "tmpfs", sc.MS_NOSUID | sc.MS_STRICTATIME, "mode=755,size=65536k")
@@ -134,13 +136,43 @@ def setup_dev(rec: Recorder, root: str, console: str | None) -> None:
     mount(rec, "shm", shm, "tmpfs", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC, "mode=1777,size=65536k")
     for name, target in DEV_LINKS:
         os.symlink(target, os.path.join(dev, name))
+    if with_console:
+        # Without a terminal /dev/console is /dev/null: mknod c 5 1 would hand the container the
+        # host's console.
+        bind_console(rec, dev, os.path.join(dev, "null"))
+
+
+def bind_console(rec: Recorder, dev: str, src: str) -> None:
     cons = os.path.join(dev, "console")
     with open(cons, "a"):
         pass
-    # /dev/console: the container's own pty when it has one (as runc); otherwise /dev/null,
-    # because mknod c 5 1 would hand the container the host's console.
-    src = console or os.path.join(dev, "null")
     mount(rec, src, cons, None, sc.MS_BIND, shell=f"mount --bind {src} {cons}", op="bind console")
+
+
+def open_console(rec: Recorder, root: str, console_sock: int, send) -> int:
+    """The container's terminal, allocated from its own devpts instance (as runc's console
+    socket): the command sees /dev/pts/0, and the master side is passed to the supervisor with
+    SCM_RIGHTS (unix(7)). Returns the slave fd."""
+    import fcntl
+    import socket
+    import struct
+
+    dev = os.path.join(root, "dev")
+    ptmx = os.path.join(dev, "pts", "ptmx")
+    with rec.step("device", "open ptmx", target=ptmx, value="O_RDWR|O_NOCTTY",
+                  shell="# posix_openpt(): a new pty pair in the container's devpts"):
+        master = os.open(ptmx, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+        fcntl.ioctl(master, TIOCSPTLCK, struct.pack("i", 0))  # unlockpt(3)
+        num = struct.unpack("I", fcntl.ioctl(master, TIOCGPTN, b"\0" * 4))[0]
+        slave_path = os.path.join(dev, "pts", str(num))
+        slave = os.open(slave_path, os.O_RDWR | os.O_NOCTTY)
+    bind_console(rec, dev, slave_path)
+    sock = socket.socket(fileno=console_sock)
+    socket.send_fds(sock, [b"m"], [master])
+    sock.close()
+    os.close(master)
+    send({"t": "console", "pts": f"/dev/pts/{num}"})
+    return slave
 
 
 def bind_file(rec: Recorder, root: str, host_file: str, ctr_path: str) -> None:

@@ -104,6 +104,7 @@ class Supervisor:
         self.sel = selectors.DefaultSelector()
         self.stdin_w: int | None = None
         self.master: int | None = None
+        self.console_sock: socket.socket | None = None
         self.cgroup = None
         self.net = None
 
@@ -123,13 +124,11 @@ class Supervisor:
         """Pipes (or a pty) for the container's stdio; returns the child's ends."""
         devnull = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
         if self.cfg.get("tty"):
-            master, slave = os.openpty()
-            os.set_inheritable(master, False)
-            if self.winsize:
-                fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", *self.winsize, 0, 0))
-            self.master = master
-            self.sel.register(master, selectors.EVENT_READ, ("out", "stdout"))
-            return {"stdin": slave, "stdout": slave, "stderr": slave, "tty": slave}
+            # The child allocates the pty inside its own devpts and sends us the master.
+            mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.console_sock = mine
+            return {"stdin": devnull, "stdout": devnull, "stderr": devnull, "tty": None,
+                    "console": theirs.detach()}
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         self.sel.register(out_r, selectors.EVENT_READ, ("out", "stdout"))
@@ -139,7 +138,7 @@ class Supervisor:
             in_r, in_w = os.pipe2(os.O_CLOEXEC)
             self.stdin_w = in_w
             stdin = in_r
-        return {"stdin": stdin, "stdout": out_w, "stderr": err_w, "tty": None}
+        return {"stdin": stdin, "stdout": out_w, "stderr": err_w, "tty": None, "console": None}
 
     def start(self) -> int:
         c = self.c
@@ -154,16 +153,17 @@ class Supervisor:
             etc_files={"/etc/hostname": str(c.dir / "hostname"), "/etc/hosts": str(c.dir / "hosts"),
                        "/etc/resolv.conf": str(c.dir / "resolv.conf")},
             stdin_fd=fds["stdin"], stdout_fd=fds["stdout"], stderr_fd=fds["stderr"], tty_fd=fds["tty"],
-            chan_w=chan_w, chan_r=go_r,
+            chan_w=chan_w, chan_r=go_r, console_sock=fds["console"],
         )
+        from engine import security
+
+        plan.security = security.prepare(self.cfg)
         flags = namespaces.clone_flags(self.cfg)
         pid = self.clone(flags, plan)
         # Only the child's copies of these are needed now; ours would hide EOF.
-        for fd in {fds["stdin"], fds["stdout"], fds["stderr"], chan_w, go_r}:
+        for fd in {fds["stdin"], fds["stdout"], fds["stderr"], fds["console"], chan_w, go_r}:
             if fd is not None:
                 os.close(fd)
-        if fds["tty"] is not None and fds["tty"] not in (fds["stdin"],):
-            pass
         pid_start = state.proc_start_time(pid)
         state.update_state(self.cid, pid=pid, pid_start=pid_start, boot_id=state.boot_id(),
                            main_pid=None, exit_code=None, finished_at=None, error=None, paused=None,
@@ -242,6 +242,8 @@ class Supervisor:
                     if self.gate is not None:
                         self.gate(msg["step"])
                     os.write(go_w, b"g")
+                elif t == "console":
+                    self.receive_console()
                 elif t == "exec":
                     exec_msg = msg
                 elif t == "error":
@@ -250,6 +252,17 @@ class Supervisor:
                         self.rec.record(msg["step"])
         os.close(chan_r)
         return error, exec_msg
+
+    def receive_console(self) -> None:
+        _, fds, _, _ = socket.recv_fds(self.console_sock, 16, 1)
+        self.console_sock.close()
+        self.console_sock = None
+        master = fds[0]
+        os.set_inheritable(master, False)
+        if self.winsize:
+            fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", *self.winsize, 0, 0))
+        self.master = master
+        self.sel.register(master, selectors.EVENT_READ, ("out", "stdout"))
 
     def fail(self, message: str, code: int, pid: int | None) -> int:
         self.finish(code, message)

@@ -190,8 +190,7 @@ class CgroupDriver(ABC):
 
     def update(self, limits: Limits) -> list[str]:
         """Change the limits of a running container (docker update): writes only the set fields."""
-        warnings = self.apply(limits)
-        return warnings
+        return self.apply(limits)
 
     def stats(self) -> dict:
         from engine.cgroups.stats import read_stats
@@ -214,6 +213,12 @@ class CgroupDriver(ABC):
         the same process sees "/" (Documentation/admin-guide/cgroup-v2.rst, "Namespace").
         """
         return "/" + "/".join([self.parent, self.container_id])
+
+    def describe(self) -> dict:
+        """What inspect shows: driver, directories, and the path a cgroup namespace hides."""
+        return {"driver": self.version, "layout": self.layout.kind, "paths": self.paths(),
+                "cgroup_path": self.namespace_path() if self.version != "none" else None,
+                "limits": self.limits.to_dict()}
 
     def exists(self) -> bool:
         return any(self.fs.isdir(d) for d in self._leaf_dirs())

@@ -74,8 +74,8 @@ class V1Driver(CgroupDriver):
 
     def _check_use_hierarchy(self, d: str) -> None:
         # With use_hierarchy 0 a child's usage is not charged to its parent, so our parent's
-        # totals and limits would not cover the containers (cgroup-v1/memory.rst 6). Kernels since
-        # 5.15 fix it at 1 (writing 0 is EINVAL); older ones need it set before children exist.
+        # totals and limits would not cover the containers (cgroup-v1/memory.rst 6). Recent kernels
+        # (5.x) fix it at 1 (writing 0 is EINVAL); older ones need it set before children exist.
         if self._read(os.path.join(d, "memory.use_hierarchy")) == "0":
             self._write(os.path.join(d, "memory.use_hierarchy"), "1",
                         why="charge containers' memory to the labtui parent (hierarchical accounting)")

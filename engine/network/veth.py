@@ -14,7 +14,7 @@ import ipaddress
 import os
 import re
 
-from engine.errors import StepError
+from engine.errors import InvalidArgument, StepError
 from engine.network.netlink import delete_link, host_ipr, netns_ipr, nl_step, step_errno
 from engine.steps import Recorder
 
@@ -46,7 +46,12 @@ def open_netns(pid: int, rec: Recorder) -> int:
     dies meanwhile the namespace stays valid until we close it, and a reused pid cannot fool us."""
     path = f"/proc/{pid}/ns/net"
     with rec.step("namespace", "open", target=path, value="O_RDONLY", shell=f"ls -l {path}"):
-        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    theirs, ours = os.fstat(fd), os.stat("/proc/self/ns/net")
+    if (theirs.st_dev, theirs.st_ino) == (ours.st_dev, ours.st_ino):
+        os.close(fd)  # an eth0 made "inside" would land on the host itself
+        raise InvalidArgument(f"process {pid} shares the host's network namespace; it cannot be attached")
+    return fd
 
 
 def create_pair(host_end: str, pid: int, ns_fd: int, mac: str, rec: Recorder) -> None:
@@ -58,17 +63,17 @@ def create_pair(host_end: str, pid: int, ns_fd: int, mac: str, rec: Recorder) ->
     shell = f"ip link add {host_end} type veth peer name {CONTAINER_IFNAME} address {mac} netns {pid}"
     peer = {"ifname": CONTAINER_IFNAME, "address": mac, "net_ns_fd": ns_fd}
     peer_desc = f"veth peer {CONTAINER_IFNAME} netns {pid}"
-    with host_ipr() as ipr:
-        for attempt in (1, 2):
-            try:
+    for attempt in (1, 2):
+        try:
+            with host_ipr() as ipr:
                 with nl_step(rec, "link_add", target=host_end, value=peer_desc, shell=shell):
                     ipr.link("add", ifname=host_end, kind="veth", peer=peer)
-                return
-            except StepError as e:
-                if step_errno(e) != errno.EEXIST or attempt == 2:
-                    raise
-            with nl_step(rec, "link_del", target=host_end, value="stale", shell=f"ip link del {host_end}"):
-                ipr.link("del", ifname=host_end)
+            return
+        except StepError as e:
+            # EEXIST with no host end of ours to remove means eth0 itself exists in the
+            # namespace (attached elsewhere): that is the caller's error, reported as is.
+            if step_errno(e) != errno.EEXIST or attempt == 2 or not delete_link(host_end, rec):
+                raise
 
 
 def plug_into_bridge(host_end: str, bridge_index: int, bridge: str, rec: Recorder) -> None:

@@ -227,7 +227,6 @@ def test_v1_oom_kill_raises_an_alert(lab):
         if watcher.fileno() is not None:  # the kernel signalled the OOM eventfd
             assert select.select([watcher.fileno()], [], [], 2)[0]
         alert = wait_alert(watcher, "oom", 2)
-        print("oom eventfd:", watcher.fileno(), "alert:", alert)
     finally:
         watcher.close()
     assert alert is not None, events
@@ -393,7 +392,6 @@ def test_v2_freeze_events_and_kill(lab):
     written = [os.path.basename(s["target"]) for s in lab.steps if s["op"] == "write"]
     assert written[0] == "cgroup.freeze"
     assert ("cgroup.kill" in written) == has_kill
-    print("v2 destroy:", [(s["op"], s["target"], s["value"]) for s in lab.steps])
 
 
 @needs_v2

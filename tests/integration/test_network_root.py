@@ -262,6 +262,11 @@ def test_attach_builds_bridge_veth_and_namespace_config(lab: Lab) -> None:
     assert all(s["result"] == "ok" for s in lab.steps if s["op"] != "link_show")
     assert f"{info['ip']}\tweb www" in (paths.container_dir(cid) / "hosts").read_text()
 
+    # Attaching again (a supervisor retrying) replaces the pair instead of failing on EEXIST.
+    assert attach_container(cid, box.pid, "front", rec=lab.rec) == info
+    assert ("eth0", info["ip"], 24) in _inside(box.pid)["addrs"]
+    assert [s["result"] for s in lab.steps if s["op"] in ("link_add", "link_del")][-3:] == ["EEXIST", "ok", "ok"]
+
     assert detach_container(cid, "front", lab.rec) is True
     with host_ipr() as ipr:
         assert ipr.link_lookup(ifname=info["host_veth"]) == []
@@ -520,6 +525,8 @@ def test_bad_input_is_refused_before_anything_is_made(lab: Lab) -> None:
         remove_network("ghost", lambda _n: [], lab.rec)
     with pytest.raises(InvalidArgument, match="outside network taken's subnet"):
         attach_container(lab.cid(), box.pid, "taken", "10.214.0.5", rec=lab.rec)
+    with pytest.raises(InvalidArgument, match="shares the host's network namespace"):
+        attach_container(lab.cid(), os.getpid(), "taken", rec=lab.rec)
     # A process that is gone: the open of its namespace fails, and no veth is made.
     dead = lab.box()
     dead.kill()

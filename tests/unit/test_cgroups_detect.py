@@ -22,7 +22,7 @@ HYBRID = """\
 
 UNIFIED = """\
 22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw
-27 22 0:26 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:4 - cgroup2 cgroup2 rw,nsdelegate,memory_recursiveprot
+27 22 0:26 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:4 - cgroup2 cgroup2 rw,nsdelegate
 """
 
 # Debian 9 style: cpu and cpuacct co-mounted, net_cls,net_prio co-mounted, no cgroup2.

@@ -15,6 +15,32 @@ from engine.errors import EngineError
 
 EPILOG = "Run `sudo labtui` with no arguments to open the terminal app."
 
+# Each mechanism adds its own flags and subcommands from its own module:
+#   add_run_options(parser)      flags for run/create
+#   run_extra(args) -> dict      validated values, stored in the container's config
+#   add_commands(subparsers) -> dict[str, handler]
+EXTENSIONS = ["labtui.cli_resources", "labtui.cli_network", "labtui.cli_security", "labtui.cli_living"]
+
+
+_EXT_CACHE: list | None = None
+
+
+def _extensions() -> list:
+    global _EXT_CACHE
+    if _EXT_CACHE is not None:
+        return _EXT_CACHE
+    import importlib
+
+    mods = []
+    for name in EXTENSIONS:
+        try:
+            mods.append(importlib.import_module(name))
+        except ModuleNotFoundError as e:
+            if e.name != name:
+                raise
+    _EXT_CACHE = mods
+    return mods
+
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("-i", "--interactive", action="store_true", help="keep STDIN open")
@@ -29,6 +55,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rm", action="store_true", help="remove the container when it exits")
     p.add_argument("--entrypoint", help="override the image's entrypoint")
     p.add_argument("--gate", action="store_true", help="hold every kernel step until released (labtui gate next)")
+    for ext in _extensions():
+        if hasattr(ext, "add_run_options"):
+            ext.add_run_options(p)
     p.add_argument("image", help="image (busybox is built in)")
     p.add_argument("command", nargs=argparse.REMAINDER, help="command and arguments")
 
@@ -100,6 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     q = isub.add_parser("rm", help="remove images")
     q.add_argument("refs", nargs="+")
     sub.add_parser("images", help="list images (image ls)")
+    for ext in _extensions():
+        if hasattr(ext, "add_commands"):
+            COMMANDS.update(ext.add_commands(sub))
     return ap
 
 
@@ -146,7 +178,12 @@ def _opts(args: argparse.Namespace):
     command = list(args.command)
     if command and command[0] == "--":
         command = command[1:]
+    extra: dict = {}
+    for ext in _extensions():
+        if hasattr(ext, "run_extra"):
+            extra.update(ext.run_extra(args))
     return RunOptions(
+        extra=extra,
         image=args.image, command=command, name=args.name, env=args.env, workdir=args.workdir,
         hostname=args.hostname, volumes=args.volume, read_only=args.read_only, tmpfs=args.tmpfs,
         tty=args.tty, interactive=args.interactive, detach=getattr(args, "detach", False),

@@ -66,9 +66,15 @@ def create(opts: RunOptions) -> Container:
         }
         config.update(extra)
         write_etc_files(d, config)
+        if config["network"] not in ("none", "host"):
+            _lease_address(config)
         state.write_json_atomic(d / "state.json", {})
         state.write_json_atomic(d / "config.json", config)  # last: its presence means "exists"
     except BaseException:
+        if extra.get("network") not in (None, "none", "host"):
+            from engine import network
+
+            network.cleanup_container(cid)
         shutil.rmtree(d, ignore_errors=True)
         state.release_name(name, cid)
         raise
@@ -77,8 +83,48 @@ def create(opts: RunOptions) -> Container:
 
 
 def validate_extra(extra: dict) -> dict:
-    """Options owned by later mechanisms (limits, network, security) validate themselves here."""
-    return dict(extra)
+    """Options owned by other mechanisms (limits, network, security), validated before anything
+    of the container exists."""
+    out = {k: v for k, v in extra.items() if v not in (None, [], "")}
+    validate_network(out)
+    from engine import hooks
+
+    hooks.validate(out)
+    return out
+
+
+def host_recorder():
+    """Steps that belong to no container (a bridge made for a network) go to the host stream."""
+    from engine.steps import FileSink, Recorder
+
+    return Recorder(None, FileSink(None))
+
+
+def validate_network(extra: dict) -> None:
+    net = extra.get("network") or "none"
+    extra["network"] = net
+    ports = extra.get("ports") or []
+    if net in ("none", "host"):
+        if ports:
+            raise InvalidArgument(f"publishing ports needs a bridge network, not --network {net}")
+        if extra.get("ip") or extra.get("aliases"):
+            raise InvalidArgument(f"--ip and --network-alias need a bridge network, not --network {net}")
+        return
+    from engine import network
+
+    if net == "bridge":
+        network.ensure_default_network(host_recorder())
+    else:
+        network.inspect_network(net)  # NotFound: "network x not found"
+    specs = network.parse_ports(ports)
+    others = {c.name: [network.PortSpec.from_dict(p) for p in c.config.get("ports", [])]
+              for c in state.all_containers()}
+    network.check_ports(specs, others)
+    extra["ports"] = [dict(p.to_dict(), text=str(p)) for p in specs]
+
+
+def network_users(name: str) -> list[str]:
+    return [c.name for c in state.all_containers() if c.config.get("network") == name]
 
 
 def _free_name() -> str:
@@ -89,6 +135,16 @@ def _free_name() -> str:
         if not (state.names_dir() / n).is_symlink():
             return n
     return "c_" + os.urandom(4).hex()
+
+
+def _lease_address(config: dict) -> None:
+    """The address is leased at create and kept until rm, so it survives restarts (IPAM)."""
+    from engine import network
+
+    cid = config["id"]
+    config["ip"] = network.allocate(config["network"], cid, config.get("ip"), name=config["name"],
+                                    hostname=config["hostname"], aliases=config.get("aliases", []))
+    network.write_in_place(network.hosts_path(cid), network.render_hosts(cid, config["hostname"], []))
 
 
 def write_etc_files(d, config: dict) -> None:
@@ -448,8 +504,54 @@ def inspect(ref: str) -> dict:
         "Mounts": [{"Type": "bind", "Source": v["host"], "Destination": v["container"], "RW": not v["readonly"]}
                    for v in cfg["volumes"]],
         "Namespaces": namespaces.ns_inodes(pid) if pid else {},
+        "NetworkSettings": network_settings(c),
     }
+    from engine import hooks
+
+    hooks.inspect_extra(c, info)
     return info
+
+
+def network_settings(c: Container) -> dict:
+    cfg = c.config
+    ports = {f"{p['container_port']}/{p['proto']}": [{"HostIp": p["host_ip"], "HostPort": str(p["host_port"])}]
+             for p in cfg.get("ports", [])}
+    out: dict = {"Networks": {}, "Ports": ports}
+    net = cfg.get("network", "none")
+    if net in ("none", "host"):
+        out["Networks"][net] = {}
+        return out
+    from engine import network
+
+    try:
+        n = network.inspect_network(net)
+    except NotFound:
+        return out
+    lease = n.get("leases", {}).get(c.id, {})
+    out["Networks"][net] = {
+        "IPAddress": lease.get("ip", ""), "IPPrefixLen": int(n["subnet"].split("/")[1]),
+        "Gateway": n["gateway"], "MacAddress": lease.get("mac", ""), "Aliases": lease.get("aliases", []),
+        "HostVeth": lease.get("host_veth", ""), "Bridge": n["bridge"],
+    }
+    return out
+
+
+def system_prune() -> tuple[list[str], list[str]]:
+    """Remove every stopped container, then every network no container uses."""
+    removed = []
+    for c in state.all_containers():
+        if c.status in (state.EXITED, state.CREATED, state.DEAD):
+            try:
+                remove(c.id)
+                removed.append(c.id)
+            except (NotFound, Conflict):
+                continue
+    nets: list[str] = []
+    if (paths.lib_dir() / "networks").exists():
+        from engine import network
+
+        nets = network.prune(host_recorder(), network_users)
+    return removed, nets
 
 
 def read_logs(ref: str, tail: int | None = None) -> list[dict]:

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from engine.cgroups.alerts import AlertWatcher
 from engine.cgroups.base import (
@@ -31,12 +32,12 @@ from engine.cgroups.stats import cpu_percent, memory_percent, read_stats
 from engine.cgroups.v1 import V1Driver
 from engine.cgroups.v2 import V2Driver
 from engine.errors import EngineError
-from engine.steps import Recorder
+from engine.steps import Recorder, null_recorder
 
 __all__ = [
     "DEFAULT_PARENT", "DEFAULT_ROOT", "PARENT_ENV", "AlertWatcher", "CgroupDriver", "CgroupFS",
     "Layout", "Limits", "NullDriver", "V1Driver", "V2Driver", "cgroup_parent", "cpu_percent",
-    "detect", "get_driver", "limits_from_options", "memory_percent", "parse_size", "read_stats",
+    "detect", "get_driver", "is_frozen_for", "limits_from_options", "memory_percent", "parse_size", "read_stats",
     "shares_to_weight", "validate",
 ]
 
@@ -49,26 +50,48 @@ def get_driver(
     root: str = DEFAULT_ROOT,
     *,
     fs: CgroupFS | None = None,
+    parent: str | None = None,
 ) -> CgroupDriver:
     """The driver for this host: v2 on a unified layout, v1 on legacy and hybrid ones.
 
     On a hybrid host the cgroup2 side holds no (or hardly any) controllers, so limits must go
     through v1. ``force`` ("v1"/"v2") overrides the choice, e.g. to use the hybrid host's
-    cgroup2 mount for freezing. Without usable cgroups the NullDriver is returned.
+    cgroup2 mount for freezing. Without usable cgroups the NullDriver is returned. ``parent``
+    overrides LABTUI_CGROUP_PARENT (e.g. the parent recorded when the container was created).
     """
     if layout is None:
         layout = detect(root=None if os.path.normpath(root) == DEFAULT_ROOT else root)
     else:
         layout = layout.rebased(root)
     kind = force or {"unified": "v2", "legacy": "v1", "hybrid": "v1"}.get(layout.kind)
+    if fs is None and kind in ("v1", "v2") and not _writable(layout, kind):
+        return NullDriver(container_id, rec, reason="no permission to create cgroups (run as root)")
     if kind == "v2":
         if not layout.v2_mount:
             raise EngineError("cgroup v2 was asked for, but no cgroup2 filesystem is mounted")
-        return V2Driver(container_id, rec, layout, root, fs=fs)
+        return V2Driver(container_id, rec, layout, root, fs=fs, parent=parent)
     if kind == "v1":
         if not any(not c.startswith("name=") for c in layout.v1):
             raise EngineError("cgroup v1 was asked for, but no v1 controller is mounted")
-        return V1Driver(container_id, rec, layout, root, fs=fs)
+        return V1Driver(container_id, rec, layout, root, fs=fs, parent=parent)
     if kind is not None:
         raise EngineError(f"unknown cgroup driver {force!r}: expected 'v1' or 'v2'")
     return NullDriver(container_id, rec, reason="no cgroup filesystem is mounted")
+
+
+def _writable(layout: Layout, kind: str) -> bool:
+    mount = layout.v2_mount if kind == "v2" else layout.v1.get("memory") or next(iter(layout.v1.values()), None)
+    return mount is None or not os.path.isdir(mount) or os.access(mount, os.W_OK)
+
+
+def is_frozen_for(c: Any, layout: Layout | None = None, root: str = DEFAULT_ROOT) -> bool:
+    """Whether the kernel's freezer reports container ``c`` (anything with ``.id``) frozen.
+
+    Uses ``c.state["cgroup_parent"]`` when the container recorded one. Raises EngineError when
+    cgroups are unavailable, so callers can fall back to their own record.
+    """
+    state = getattr(c, "state", None) or {}
+    cg = get_driver(c.id, null_recorder(), layout=layout, root=root, parent=state.get("cgroup_parent"))
+    if isinstance(cg, NullDriver):
+        raise EngineError(cg.reason)
+    return cg.is_frozen()

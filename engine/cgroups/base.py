@@ -35,9 +35,12 @@ FREEZE_TIMEOUT = 5.0
 
 def cgroup_parent() -> str:
     """The directory beneath each hierarchy that holds labtui's cgroups (env LABTUI_CGROUP_PARENT)."""
-    parent = (os.environ.get(PARENT_ENV) or DEFAULT_PARENT).strip("/")
-    parts = parent.split("/")
-    if not parent or any(p in ("", ".", "..") for p in parts):
+    return check_parent(os.environ.get(PARENT_ENV) or DEFAULT_PARENT)
+
+
+def check_parent(parent: str) -> str:
+    parent = parent.strip("/")
+    if not parent or any(p in ("", ".", "..") for p in parent.split("/")):
         raise InvalidArgument(f"invalid {PARENT_ENV} {parent!r}: expected a relative path like 'labtui'")
     return parent
 
@@ -145,7 +148,7 @@ class CgroupDriver(ABC):
         self.root = root
         self.layout = _resolve_layout(layout, root)
         self.fs = fs or CgroupFS()
-        self.parent = parent.strip("/") if parent is not None else cgroup_parent()
+        self.parent = check_parent(parent) if parent is not None else cgroup_parent()
         self.limits = Limits()
 
     # -- the interface ----------------------------------------------------------------------

@@ -49,6 +49,11 @@ _IFNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")  # IFNAMSIZ is 16 with the NU
 
 # ---------------------------------------------------------------------------------------- paths
 
+def default_bridge() -> str:
+    """labtui0, unless LABTUI_DEFAULT_BRIDGE names another (tests keep off a real install's)."""
+    return os.environ.get("LABTUI_DEFAULT_BRIDGE") or DEFAULT_BRIDGE
+
+
 def networks_dir() -> Path:
     return paths.lib_dir() / "networks"
 
@@ -301,7 +306,7 @@ def new_network_record(
     gw = parse_gateway(gateway, net)
     net_id = secrets.token_hex(32)
     if bridge is None:
-        bridge = DEFAULT_BRIDGE if name == DEFAULT_NETWORK else f"ltbr-{net_id[:6]}"
+        bridge = default_bridge() if name == DEFAULT_NETWORK else f"ltbr-{net_id[:6]}"
     validate_ifname(bridge)
     for other in others:
         if other["bridge"] == bridge:

@@ -15,10 +15,20 @@ import select
 import signal
 import time
 from collections.abc import Callable, Iterator
+from types import SimpleNamespace
 
 import pytest
 
-from engine.cgroups import AlertWatcher, Limits, V1Driver, V2Driver, detect, get_driver, read_stats
+from engine.cgroups import (
+    AlertWatcher,
+    Limits,
+    V1Driver,
+    V2Driver,
+    detect,
+    get_driver,
+    is_frozen_for,
+    read_stats,
+)
 from engine.cgroups.base import PARENT_ENV
 from engine.steps import Recorder
 
@@ -299,6 +309,7 @@ def test_v1_freeze_and_thaw(lab):
     time.sleep(0.1)
     cg.freeze()
     assert read(state) == "FROZEN" and cg.is_frozen()
+    assert is_frozen_for(SimpleNamespace(id=cg.container_id, state={}))
     before = int(read(usage))
     time.sleep(0.3)
     assert int(read(usage)) == before  # a frozen task gets no CPU

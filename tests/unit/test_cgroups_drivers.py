@@ -685,6 +685,29 @@ def test_get_driver_by_layout(tmp_path):
     assert isinstance(null, NullDriver)
 
 
+def test_get_driver_without_permission_is_null(tmp_path, monkeypatch):
+    (tmp_path / "memory").mkdir()
+    layout = Layout(kind="legacy", v1={"memory": str(tmp_path / "memory")})
+    monkeypatch.setattr("engine.cgroups.os.access", lambda path, mode: False)
+    cg = get_driver("a", Recorder(None, lambda r: None), layout=layout)
+    assert isinstance(cg, NullDriver) and "permission" in cg.reason
+
+
+def test_is_frozen_for_a_container_record(v1):
+    from types import SimpleNamespace
+
+    from engine.cgroups import is_frozen_for
+
+    cg = v1.driver("c7", parent="labtui-p")
+    cg.create()
+    c = SimpleNamespace(id="c7", state={"cgroup_parent": "labtui-p"})
+    assert is_frozen_for(c, layout=v1.layout, root=v1.root) is False
+    cg.freeze()
+    assert is_frozen_for(c, layout=v1.layout, root=v1.root) is True
+    with pytest.raises(EngineError):
+        is_frozen_for(c, layout=Layout(kind="none"))
+
+
 def test_null_driver():
     steps: list[dict] = []
     cg = NullDriver("a", Recorder("a", steps.append))

@@ -665,3 +665,84 @@ def gate_pending(ref: str) -> dict | None:
     except (FileNotFoundError, ValueError):
         return None
     return info.get("step") if info.get("waiting") else None
+
+
+# ---- resources: pause, update, stats, host info ---------------------------------------------------
+
+def _driver(c: Container):
+    from engine import hooks
+    from engine.steps import container_recorder
+
+    return hooks.cgroup_driver(c, container_recorder(c.id))
+
+
+def pause(ref: str) -> Container:
+    """Freeze every process through the freezer; returns once the kernel reports FROZEN."""
+    c = state.resolve(ref)
+    st = c.status
+    if st == state.PAUSED:
+        raise Conflict(f"container {c.name} is already paused")
+    if not state.can_pause(st):
+        raise Conflict(f"container {c.name} is not running")
+    _driver(c).freeze()
+    state.update_state(c.id, paused=True)
+    events.emit("paused", c.id, c.name)
+    return state.load(c.id)
+
+
+def unpause(ref: str) -> Container:
+    c = state.resolve(ref)
+    if c.status != state.PAUSED:
+        raise Conflict(f"container {c.name} is not paused")
+    _driver(c).thaw()
+    state.update_state(c.id, paused=None)
+    events.emit("unpaused", c.id, c.name)
+    return state.load(c.id)
+
+
+def update(ref: str, limits: dict) -> tuple[Container, list[str]]:
+    """docker update: change limits live (each write a recorded step) and keep them for restarts."""
+    from engine.cgroups import limits as lim
+
+    c = state.resolve(ref)
+    new = lim.Limits.from_dict(limits)
+    if new.is_empty():
+        raise InvalidArgument("nothing to update: give at least one limit")
+    merged = lim.validate(lim.Limits.from_dict(c.config.get("limits") or {}).merged(new))
+    warnings: list[str] = []
+    if c.status in (state.RUNNING, state.PAUSED):
+        warnings = _driver(c).update(new)
+    with state.locked(c.id):
+        cfg = state.read_json(c.dir / "config.json")
+        cfg["limits"] = merged.to_dict()
+        state.write_json_atomic(c.dir / "config.json", cfg)
+    events.emit("updated", c.id, c.name, limits=new.to_dict())
+    return state.load(c.id), warnings
+
+
+def stats_snapshot(containers: list[Container] | None = None) -> list[dict]:
+    """One reading of every running container's cgroup counters (no CPU % yet: that needs two)."""
+    from engine import hooks
+    from engine.cgroups import read_stats
+    from engine.steps import null_recorder
+
+    out = []
+    for c in containers if containers is not None else list_containers(False):
+        if c.status not in (state.RUNNING, state.PAUSED):
+            continue
+        cg = hooks.cgroup_driver(c, null_recorder())
+        st = read_stats(cg)
+        st.update(id=c.id, name=c.name, t=time.monotonic())
+        out.append(st)
+    return out
+
+
+def host_info() -> dict:
+    from engine import cgroups
+
+    layout = cgroups.detect()
+    return {
+        "kernel": os.uname().release, "cgroup": layout.to_dict(),
+        "lib_dir": str(paths.lib_dir()), "run_dir": str(paths.run_dir()),
+        "containers": len(state.all_ids()),
+    }

@@ -37,19 +37,50 @@ def _networked(c: Container) -> bool:
 
 
 def validate(extra: dict) -> None:
-    """Mechanism-specific validation of run options (cgroup limits, security) at create."""
-    return None
+    """Mechanism-specific validation of run options at create: cgroup limits, scheduling."""
+    from engine import sched
+    from engine.cgroups import limits as lim
+
+    raw = extra.get("limits")
+    if raw:
+        extra["limits"] = lim.validate(lim.Limits.from_dict(raw)).to_dict()
+    sched.validate(extra)
+
+
+def cgroup_driver(c: Container, rec: Recorder):
+    from engine import cgroups
+
+    return cgroups.get_driver(c.id, rec, force=c.config.get("cgroup_driver"),
+                              parent=c.config.get("cgroup_parent"))
 
 
 def before_go(rec: Recorder, c: Container, pid: int) -> tuple[object | None, object | None]:
-    cgroup = None
+    """The child exists and waits: put it in its cgroup (before it unshares its cgroup
+    namespace, whose root is the cgroup it is in at that moment), then wire its network."""
+    from engine import sched
+    from engine.cgroups import Limits
+
+    cgroup = cgroup_driver(c, rec)
     net = None
     try:
+        cgroup.create()
+        devices = cgroup.paths().get("devices")
+        if devices and not (c.config.get("security") or {}).get("privileged"):
+            try:
+                from engine import devices as dev
+            except ImportError:  # the device allowlist arrives with the security work
+                dev = None
+            if dev is not None:
+                dev.apply_allowlist(rec, devices)
+        sched.prepare_cgroup(rec, c.config, cgroup)
+        cgroup.apply(Limits.from_dict(c.config.get("limits") or {}))
+        cgroup.add_pid(pid)
         if _networked(c):
             net = attach_network(rec, c, pid)
     except BaseException:
         if net is not None:
             net.close()
+        cgroup.destroy()
         raise
     return cgroup, net
 
@@ -78,7 +109,20 @@ def attach_network(rec: Recorder, c: Container, pid: int) -> NetHandle:
 
 
 def watcher(c: Container, cgroup: object | None) -> Callable[[], None] | None:
-    return None
+    """Alerts from the cgroup's counters (OOM kill, throttling, pids limit, memory > 90 %)."""
+    if cgroup is None or getattr(cgroup, "version", "none") == "none":
+        return None
+    from engine import events
+    from engine.cgroups import AlertWatcher
+
+    def emit(ev: dict) -> None:
+        ev = dict(ev)
+        kind = ev.pop("type", "alert")
+        ev.pop("container", None)
+        events.emit(kind, c.id, c.name, **ev)
+
+    w = AlertWatcher(cgroup, c.id, emit)
+    return w.check
 
 
 def after_exit(rec: Recorder, c: Container, cgroup: object | None, net: object | None) -> None:
@@ -87,6 +131,8 @@ def after_exit(rec: Recorder, c: Container, cgroup: object | None, net: object |
 
         net.close()
         network.detach_container(c.id, net.network, rec)
+    if cgroup is not None:
+        cgroup.destroy()
 
 
 def cleanup(rec: Recorder, c: Container) -> None:
@@ -95,11 +141,22 @@ def cleanup(rec: Recorder, c: Container) -> None:
         from engine import network
 
         network.cleanup_container(c.id, rec)
+    cg = cgroup_driver(c, rec)
+    if cg.exists():
+        cg.destroy()
 
 
 def thaw(c: Container) -> None:
-    return None
+    from engine.steps import container_recorder
+
+    cg = cgroup_driver(c, container_recorder(c.id))
+    if cg.exists() and cg.is_frozen():
+        cg.thaw()
 
 
 def inspect_extra(c: Container, info: dict) -> None:
-    return None
+    from engine.steps import null_recorder
+
+    cg = cgroup_driver(c, null_recorder())
+    info["Cgroup"] = cg.describe() | {"exists": cg.exists()}
+    info["HostConfig"]["Resources"] = c.config.get("limits") or {}

@@ -18,7 +18,7 @@ import termios
 import time
 from dataclasses import dataclass, field
 
-from engine import namespaces, rootfs, security
+from engine import namespaces, rootfs, sched, security
 from engine import syscalls as sc
 from engine.errors import EngineError, StepError
 from engine.steps import Recorder
@@ -230,6 +230,7 @@ def exec_main(rec: Recorder, plan: ChildPlan, chan: Channel) -> None:
         os.chdir(cfg.get("workdir") or "/")
         argv = cfg["argv"]
         env = dict(item.split("=", 1) for item in cfg["env"])
+        sched.apply(rec, cfg)  # before capabilities go: a higher priority needs CAP_SYS_NICE
         # Last: no_new_privs, then seccomp, then capabilities, right before execve (runc's order).
         security.apply_before_exec(rec, cfg, plan.security)
         chan.send({"t": "exec", "argv": argv, "ts": time.time(), "pid": os.getpid()})
@@ -244,6 +245,11 @@ def exec_main(rec: Recorder, plan: ChildPlan, chan: Channel) -> None:
                     "ts": time.time()}
             chan.send({"t": "error", "exit_code": code, "step": rec_,
                        "message": f'exec: "{argv[0]}": {what}'})
+    except EngineError as e:
+        try:
+            chan.send({"t": "error", "message": str(e), "exit_code": e.exit_code})
+        except OSError:
+            pass
     except BaseException as e:
         try:
             chan.send({"t": "error", "message": f"cannot start the command: {e!r}", "exit_code": 125})

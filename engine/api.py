@@ -23,6 +23,13 @@ def require_root() -> None:
         raise EngineError("labtui must run as root: try sudo labtui")
 
 
+def on_startup() -> None:
+    """Once per boot, bring back containers whose restart policy says so (docker's daemon start)."""
+    from engine import restart
+
+    restart.boot_sweep()
+
+
 # ---- create --------------------------------------------------------------------------------------
 
 def create(opts: RunOptions) -> Container:
@@ -175,7 +182,7 @@ def start(ref: str, client: socket.socket | None = None, winsize: tuple[int, int
         return c  # docker: starting a running container is a no-op
     if not state.can_start(st):
         raise Conflict(f"cannot start container {c.name}: it is {st}")
-    state.update_state(c.id, manual_stop=None)
+    state.update_state(c.id, manual_stop=None, kill_requested=None)
     status_r, sup_pid = spawn_supervisor(c.id, client, winsize)
     msg = _read_status(status_r, c)
     if msg.get("t") == "error":
@@ -357,6 +364,9 @@ def kill(ref: str, sig: str = "KILL") -> Container:
     c = state.resolve(ref)
     if c.status not in (state.RUNNING, state.RESTARTING, state.PAUSED):
         raise Conflict(f"cannot kill container {c.name}: it is not running")
+    if signum in (signal.SIGKILL, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+        # Remember that a person asked: the timeline must not call this death a crash.
+        state.update_state(c.id, kill_requested=signal.Signals(signum).name)
     if signum == signal.SIGKILL or signum in FORWARDED:
         send_signal(c, signum)  # PID 1 forwards these to the command (tini)
     else:
@@ -481,7 +491,9 @@ def inspect(ref: str) -> dict:
             "Error": st.get("error") or "", "StartedAt": st.get("started_at") or "",
             "FinishedAt": st.get("finished_at") or "",
             "SupervisorPid": st.get("supervisor_pid") if c.supervisor_alive() else 0,
+            "OOMKilled": bool(st.get("oom_killed")), "RestartCount": st.get("restart_count", 0),
         },
+        "RestartCount": st.get("restart_count", 0),
         "Image": cfg["image"],
         "ImageId": cfg["image_id"],
         "LogPath": str(c.dir / "container.log"),
@@ -505,7 +517,13 @@ def inspect(ref: str) -> dict:
                    for v in cfg["volumes"]],
         "Namespaces": namespaces.ns_inodes(pid) if pid else {},
         "NetworkSettings": network_settings(c),
+        "Timeline": events.timeline(c.id),
     }
+    if cfg.get("health"):
+        info["State"]["Health"] = st.get("health") or {"Status": "starting", "FailingStreak": 0, "Log": []}
+        info["Config"]["Healthcheck"] = cfg["health"]
+    info["HostConfig"]["RestartPolicy"] = {"Name": (cfg.get("restart") or {}).get("name", "no"),
+                                           "MaximumRetryCount": (cfg.get("restart") or {}).get("max", 0)}
     from engine import hooks
 
     hooks.inspect_extra(c, info)

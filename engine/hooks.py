@@ -160,3 +160,13 @@ def inspect_extra(c: Container, info: dict) -> None:
     cg = cgroup_driver(c, null_recorder())
     info["Cgroup"] = cg.describe() | {"exists": cg.exists()}
     info["HostConfig"]["Resources"] = c.config.get("limits") or {}
+
+
+def spawn_in_container(c: Container, init_pid: int, argv: list[str]) -> tuple[int, int]:
+    """Start argv inside the running container (health checks); returns (pid, output fd).
+
+    The process joins the container's namespaces, cgroup and security settings the way
+    `labtui exec` does (engine.exec), with stdout and stderr on a pipe."""
+    from engine import exec as exec_
+
+    return exec_.spawn_captured(c, init_pid, argv)

@@ -309,7 +309,11 @@ def status_text(c: Container) -> str:
     now = time.time()
     if st == RUNNING:
         since = c.state.get("started_at")
-        return "Up " + human_duration(now - parse_iso(since)) if since else "Up"
+        text = "Up " + human_duration(now - parse_iso(since)) if since else "Up"
+        health = (c.state.get("health") or {}).get("Status") if c.config.get("health") else None
+        if health:
+            text += f" ({'health: starting' if health == 'starting' else health})"
+        return text
     if st == PAUSED:
         since = c.state.get("started_at")
         return ("Up " + human_duration(now - parse_iso(since)) if since else "Up") + " (Paused)"
@@ -320,4 +324,7 @@ def status_text(c: Container) -> str:
         return f"Exited ({code if code is not None else 'unknown'}){ago}"
     if st == CREATED:
         return "Created"
+    if st == RESTARTING:
+        code = c.exit_code
+        return f"Restarting ({code if code is not None else 'unknown'})"
     return st.capitalize()

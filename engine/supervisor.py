@@ -107,6 +107,8 @@ class Supervisor:
         self.console_sock: socket.socket | None = None
         self.cgroup = None
         self.net = None
+        self.oom_before: int | None = None
+        self.force_restart = False
 
     # ---- reporting to the CLI that started us -------------------------------------------------
     def report(self, msg: dict) -> None:
@@ -140,10 +142,49 @@ class Supervisor:
             stdin = in_r
         return {"stdin": stdin, "stdout": out_w, "stderr": err_w, "tty": None, "console": None}
 
-    def start(self) -> int:
-        c = self.c
-        c.run_dir.mkdir(parents=True, exist_ok=True)
+    def run_loop(self) -> int:
+        """Start the container, and start it again as its restart policy says (docker's rules:
+        a manual stop never restarts; the delay starts at 100 ms and doubles up to 1 min, and
+        goes back to 100 ms once a run lasted 10 s)."""
+        from engine import restart
+
+        self.c.run_dir.mkdir(parents=True, exist_ok=True)
         listener = self.listen()
+        count = 0
+        delay = restart.FIRST_DELAY
+        state.update_state(self.cid, restart_count=0, restarting=None)
+        while True:
+            t0 = time.monotonic()
+            code, started = self.start_once(listener)
+            ran = time.monotonic() - t0
+            forced, self.force_restart = self.force_restart, False
+            st = state.load(self.cid).state
+            if not started or not (forced and not st.get("manual_stop")
+                                   or restart.should_restart(self.cfg, st, code, count)):
+                break
+            delay = restart.next_delay(delay, ran, count)
+            state.update_state(self.cid, restarting=True)
+            if not restart.wait_backoff(self.cid, delay):
+                state.update_state(self.cid, restarting=None)
+                break  # stopped by hand while waiting
+            count += 1
+            state.update_state(self.cid, restart_count=count, restarting=None)
+            self.reload_config()
+            events.emit("restarted", self.cid, self.c.name, restart_count=count, delay_ms=round(delay * 1000))
+        self.finalize()
+        return code
+
+    def reload_config(self) -> None:
+        """`update` may have changed the limits since the last start."""
+        self.c = state.load(self.cid)
+        self.cfg = self.c.config
+        self.cgroup = None
+        self.net = None
+
+    def start_once(self, listener: socket.socket) -> tuple[int, bool]:
+        """One run: clone, set up, exec, serve until PID 1 exits. Returns (exit code, whether the
+        command started)."""
+        c = self.c
         fds = self.prepare_stdio()
         chan_r, chan_w = os.pipe2(os.O_CLOEXEC)
         go_r, go_w = os.pipe2(os.O_CLOEXEC)
@@ -174,12 +215,12 @@ class Supervisor:
         except EngineError as e:
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
-            return self.fail(str(e), 125, pid)
+            return self.fail(str(e), 125, pid), False
         os.write(go_w, b"g")  # (1)
         error, exec_msg = self.follow_child(chan_r, go_w)
         os.close(go_w)
         if error:
-            return self.fail_after_exec(error, pid)
+            return self.fail_after_exec(error, pid), False
         if exec_msg:
             self.rec.record({
                 "mechanism": "exec", "op": "execve", "target": exec_msg["argv"][0],
@@ -189,7 +230,7 @@ class Supervisor:
             })
         events.emit("started", self.cid, c.name, pid=pid)
         self.report({"t": "started", "pid": pid})
-        return self.serve(pid, listener)
+        return self.serve(pid, listener), True
 
     def clone(self, flags: int, plan: init.ChildPlan) -> int:
         shell = namespaces.unshare_shell(flags)
@@ -218,9 +259,10 @@ class Supervisor:
 
     def before_go(self, pid: int) -> None:
         """Supervisor-side setup between clone and go: cgroup, network (their issues)."""
-        from engine import hooks
+        from engine import hooks, restart
 
         self.cgroup, self.net = hooks.before_go(self.rec, self.c, pid)
+        self.oom_before = restart.oom_count(self.cgroup)
 
     def follow_child(self, chan_r: int, go_w: int) -> tuple[dict | None, dict | None]:
         """(2) Record the child's steps as they arrive; release gated ones; stop at EOF (3)."""
@@ -375,9 +417,10 @@ class Supervisor:
         pidfd = os.pidfd_open(pid)
         self.sel.register(pidfd, selectors.EVENT_READ, ("exit", None))
         watcher = self.watcher()
+        health = self.health_monitor(pid)
         exited = False
         while not exited:
-            timeout = 0.25 if watcher else None
+            timeout = 0.25 if watcher or health else None
             for key, _ in self.sel.select(timeout):
                 kind, arg = key.data
                 if kind == "out":
@@ -394,6 +437,11 @@ class Supervisor:
                     exited = True
             if watcher:
                 watcher()
+            if health and health.tick() == "unhealthy" and health.spec.get("on_failure") == "restart":
+                self.force_restart = True  # --health-on-failure restart: whatever the policy
+                os.kill(pid, signal.SIGKILL)
+        if health:
+            health.close()
         _, status = os.waitpid(pid, 0)
         code = init.exit_code(status)
         self.sel.unregister(pidfd)
@@ -403,6 +451,20 @@ class Supervisor:
         self.send_exit(code)
         self.after_exit()
         return code
+
+    def health_monitor(self, pid: int):
+        spec = self.cfg.get("health")
+        if not spec:
+            return None
+        from engine import health, hooks
+
+        def set_state(h: dict) -> None:
+            state.update_state(self.cid, health=h)
+
+        def emit(status: str) -> None:
+            events.emit("health_status", self.cid, self.c.name, status=status)
+
+        return health.HealthMonitor(spec, lambda argv: hooks.spawn_in_container(self.c, pid, argv), set_state, emit)
 
     def watcher(self):
         from engine import hooks
@@ -423,12 +485,19 @@ class Supervisor:
         self.log.flush()
 
     def finish(self, code: int, error: str | None) -> None:
+        """Record how it ended: code, time, the signal by name, and whether the OOM killer or a
+        person did it (a SIGKILL is only the OOM killer's when the cgroup's oom_kill rose)."""
+        from engine import restart
+
+        oom = restart.oom_killed(self.cgroup, self.oom_before)
         st = state.update_state(self.cid, exit_code=code, finished_at=state.now_iso(), error=error,
-                                step_seq=self.sink.seq)
-        sig = code - 128 if code > 128 else None
-        signame = signal.Signals(sig).name if sig and sig in signal.Signals._value2member_map_ else None
-        events.emit("died", self.cid, self.c.name, exit_code=code, signal=signame, error=error,
-                    manual_stop=st.get("manual_stop"))
+                                oom_killed=oom or None, step_seq=self.sink.seq)
+        info = restart.describe_exit(code, oom, st)
+        events.emit("died", self.cid, self.c.name, exit_code=code, error=error, **info)
+        if info.get("crash"):
+            events.emit("crash", self.cid, self.c.name, exit_code=code, **info)
+        if oom:
+            events.emit("oom", self.cid, self.c.name, exit_code=code)
 
     def send_exit(self, code: int) -> None:
         self.broadcast(attach.EXIT, str(code).encode())
@@ -437,6 +506,11 @@ class Supervisor:
         from engine import hooks
 
         hooks.after_exit(self.rec, self.c, self.cgroup, self.net)
+        self.cgroup = None
+        self.net = None
+
+    def finalize(self) -> None:
+        """No more restarts: remove the container if asked (--rm), let the clients go."""
         if self.cfg.get("autoremove"):
             from engine import api
 
@@ -478,7 +552,7 @@ def run(cid: str, status_fd: int | None, client: socket.socket | None,
     os.close(errlog)
     try:
         sup = Supervisor(cid, status_fd, client, winsize)
-        return sup.start()
+        return sup.run_loop()
     except EngineError as e:
         print(f"labtui supervisor: {e}", file=sys.stderr)
         _report_failure(cid, status_fd, str(e), e.exit_code)

@@ -19,7 +19,8 @@ EPILOG = "Run `sudo labtui` with no arguments to open the terminal app."
 #   add_run_options(parser)      flags for run/create
 #   run_extra(args) -> dict      validated values, stored in the container's config
 #   add_commands(subparsers) -> dict[str, handler]
-EXTENSIONS = ["labtui.cli_resources", "labtui.cli_network", "labtui.cli_security", "labtui.cli_living"]
+EXTENSIONS = ["labtui.cli_resources", "labtui.cli_network", "labtui.cli_security", "labtui.cli_living",
+              "labtui.cli_lifecycle", "labtui.cli_checkpoint"]
 
 
 _EXT_CACHE: list | None = None
@@ -111,8 +112,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("container", nargs="?")
     p.add_argument("-f", "--follow", action="store_true")
     p.add_argument("--format", choices=["table", "json"], default="table")
-    p = sub.add_parser("events", help="lifecycle events")
-    p.add_argument("-f", "--follow", action="store_true")
+    p = sub.add_parser("events", help="lifecycle events (the timeline)")
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing new events")
+    p.add_argument("--since", help="only events after: a time (RFC 3339 or Unix) or a duration ago (10m)")
+    p.add_argument("--until", help="only events before: a time or a duration ago")
+    p.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
+                   help="container=NAME|ID, type=TYPE (repeatable)")
     p.add_argument("--format", choices=["table", "json"], default="table")
     p = sub.add_parser("gate", help="the step gate: show the held step or let steps go")
     p.add_argument("action", choices=["next", "show"])
@@ -148,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         from engine import api
 
         api.require_root()
+        api.on_startup()
         return COMMANDS[args.cmd](args) or 0
     except EngineError as e:
         print(f"labtui: {e}", file=sys.stderr)
@@ -300,7 +306,9 @@ def container_row(c) -> dict:
     from engine import state
 
     cmd = " ".join(c.config["argv"])
+    health = (c.state.get("health") or {}).get("Status") if c.config.get("health") else None
     return {
+        "RestartCount": c.state.get("restart_count", 0), "Health": health,
         "ID": c.short_id, "Id": c.id, "Image": c.config["image"], "Command": cmd,
         "CreatedAt": c.config["created"], "Status": state.status_text(c), "State": c.status,
         "Names": c.name, "Pid": c.state.get("pid") if c.init_alive() else 0,
@@ -418,8 +426,14 @@ def cmd_events(args: argparse.Namespace) -> int:
 
     from engine import events
 
-    it = events.follow_events(from_start=False) if args.follow else iter(events.read_events())
+    match = events.make_filter(args.since, args.until, args.filter)
+    if args.follow:
+        it = events.follow_events(from_start=args.since is not None)
+    else:
+        it = iter(events.read_events())
     for ev in it:
+        if not match(ev):
+            continue
         if args.format == "json":
             print(json.dumps(ev), flush=True)
             continue

@@ -108,6 +108,7 @@ class FileSink:
         self.container_log = container_log
         self.seq = start_seq
         self.listeners: list[Sink] = []
+        self._fds: dict[str, int] = {}
         self._counter_fd: int | None = None
         if container_log is not None:
             counter = os.path.join(os.path.dirname(os.fspath(container_log)), ".step_seq")
@@ -134,16 +135,26 @@ class FileSink:
 
     def __call__(self, rec: dict) -> None:
         rec["seq"] = self._next_seq()
+        line = (jsonl.dumps(rec) + "\n").encode()
+        # The files stay open (O_APPEND): a container start records ~50 steps.
         if self.container_log is not None:
-            jsonl.append(self.container_log, rec)
-        jsonl.append(paths.steps_stream(), rec)
+            os.write(self._fd("log", self.container_log), line)
+        os.write(self._fd("stream", paths.steps_stream()), line)
         for listener in self.listeners:
             listener(rec)
 
+    def _fd(self, which: str, path: os.PathLike | str) -> int:
+        fd = self._fds.get(which)
+        if fd is None:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            self._fds[which] = fd
+        return fd
+
     def close(self) -> None:
-        if self._counter_fd is not None:
-            os.close(self._counter_fd)
-            self._counter_fd = None
+        for fd in list(self._fds.values()) + ([self._counter_fd] if self._counter_fd is not None else []):
+            os.close(fd)
+        self._fds = {}
+        self._counter_fd = None
 
 
 def container_recorder(cid: str) -> Recorder:

@@ -14,6 +14,7 @@ import pytest
 _ROOT = tempfile.mkdtemp(prefix="labtui-test-", dir="/var/tmp")
 os.environ["LABTUI_ROOT"] = _ROOT
 os.environ.setdefault("LABTUI_CGROUP_PARENT", "labtui-test")
+os.environ.setdefault("LABTUI_DEFAULT_BRIDGE", "lttest0")  # never touch a real install's labtui0
 
 IS_ROOT = os.geteuid() == 0
 
@@ -31,10 +32,11 @@ def pytest_collection_modifyitems(config, items):
 def pytest_sessionfinish(session, exitstatus):
     # Whatever a failed test left running, take it down so the machine stays clean.
     if IS_ROOT:
-        from tests.helpers import force_cleanup, remove_all
+        from tests.helpers import force_cleanup, remove_all, remove_networks
 
         try:
             remove_all()
+            remove_networks()
         finally:
             force_cleanup()
     shutil.rmtree(_ROOT, ignore_errors=True)

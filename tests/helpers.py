@@ -95,3 +95,16 @@ def proc_status(pid: int) -> dict:
             k, _, v = line.partition(":")
             out[k] = v.strip()
     return out
+
+
+def remove_networks() -> None:
+    """Every network of this test run, the default one included (its bridge too)."""
+    if not (lib() / "networks").exists():
+        return
+    from engine import network
+
+    for net in network.list_networks():
+        try:
+            network.remove_network(net["name"], lambda name: [], allow_default=True)
+        except Exception:
+            pass

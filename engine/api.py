@@ -315,21 +315,33 @@ def stop(ref: str, timeout: float = 10) -> Container:
     st = c.status
     if st == state.PAUSED:
         raise Conflict(f"container {c.name} is paused: unpause it before stopping it")
-    if st not in (state.RUNNING, state.RESTARTING):
+    if st not in (state.RUNNING, state.RESTARTING) and not c.supervisor_alive():
         return c
+    # Marked first: a supervisor between two runs of a restart policy sees it and stops there.
     state.update_state(c.id, manual_stop=True)
+    for _ in range(3):  # a restart may have begun just before the mark was seen
+        c = state.load(c.id)
+        if c.init_alive():
+            _term_then_kill(c, timeout)
+        c = wait_recorded(c)
+        sup = c.state.get("supervisor_pid")
+        if not c.supervisor_alive() or wait_pid_exit(sup, 2):
+            break
+    return state.load(c.id)
+
+
+def _term_then_kill(c: Container, timeout: float) -> None:
     pid = c.state["pid"]
     try:
         send_signal(c, signal.SIGTERM)
     except Conflict:
-        return state.load(c.id)
+        return
     if not wait_pid_exit(pid, timeout):
         try:
             send_signal(c, signal.SIGKILL)
         except Conflict:
             pass
         wait_pid_exit(pid, 10)
-    return wait_recorded(c)
 
 
 def wait_recorded(c: Container, timeout: float = 5) -> Container:

@@ -1,0 +1,74 @@
+"""Runs last (conftest orders it): after the whole suite nothing of ours may be left on the machine."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from tests.helpers import our_processes, ps_json, remove_all, remove_networks
+
+pytestmark = pytest.mark.root
+
+PARENT = os.environ.get("LABTUI_CGROUP_PARENT", "labtui-test")
+
+
+def _wait_gone(check, timeout: float = 10):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        left = check()
+        if not left:
+            return []
+        time.sleep(0.1)
+    return check()
+
+
+def test_no_containers_left_by_the_tests():
+    # Every test removes what it made; anything here is a test that forgot (or a bug in rm).
+    left = ps_json(True)
+    remove_all()
+    remove_networks()
+    assert left == [], [c["Names"] for c in left]
+
+
+def test_no_processes_mounts_cgroups_links_or_netns_left():
+    root = os.environ["LABTUI_ROOT"]
+    procs = _wait_gone(our_processes)
+    assert procs == [], procs
+    with open("/proc/self/mountinfo") as f:
+        mounts = [line for line in f if root in line or "/labtui" in line.split()[4]]
+    assert mounts == []
+    assert _wait_gone(_our_cgroups) == []
+    from pyroute2 import IPRoute
+
+    with IPRoute() as ipr:
+        names = [link.get_attr("IFLA_IFNAME") for link in ipr.get_links()]
+    ours = [n for n in names if n.startswith(("lt", "labtui")) or n == os.environ.get("LABTUI_DEFAULT_BRIDGE")]
+    assert ours == [], ours
+    netns = _listdir("/run/netns")
+    assert [n for n in netns if "labtui" in n or n.startswith("lt")] == []
+
+
+def test_no_state_entries_left():
+    root = os.environ["LABTUI_ROOT"]
+    assert _listdir(os.path.join(root, "lib", "containers")) == []
+    assert _listdir(os.path.join(root, "lib", "names")) == []
+    assert [f for f in _listdir(os.path.join(root, "run", "sock"))] == []
+    assert _listdir(os.path.join(root, "run", "containers")) == []
+
+
+def _listdir(path: str) -> list[str]:
+    try:
+        return sorted(os.listdir(path))
+    except FileNotFoundError:
+        return []
+
+
+def _our_cgroups() -> list[str]:
+    out = []
+    for base in _listdir("/sys/fs/cgroup"):
+        d = os.path.join("/sys/fs/cgroup", base)
+        if os.path.isdir(d):
+            out += [os.path.join(d, n) for n in _listdir(d) if n.startswith(PARENT)]
+    return out

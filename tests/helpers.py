@@ -60,6 +60,9 @@ def remove_all() -> None:
 
 
 def our_processes() -> list[tuple[int, str]]:
+    """labtui's supervisors and inits started under this test run's LABTUI_ROOT (other labtui
+    users of the machine, a real install included, are not ours to judge)."""
+    mark = f"LABTUI_ROOT={os.environ['LABTUI_ROOT']}".encode()
     out = []
     for name in os.listdir("/proc"):
         if not name.isdigit():
@@ -70,6 +73,12 @@ def our_processes() -> list[tuple[int, str]]:
         except OSError:
             continue
         if comm in ("labtui-sup", "labtui-init"):
+            try:
+                with open(f"/proc/{name}/environ", "rb") as f:
+                    if mark not in f.read().split(b"\0"):
+                        continue
+            except OSError:
+                continue
             out.append((int(name), comm))
     return out
 

@@ -119,6 +119,11 @@ class V2Driver(CgroupDriver):
         else:
             mem = memory if memory is not None else self.limits.memory
             if mem is None:
+                # `update --memory-swap` alone: a driver made for the update does not know the
+                # limit it was started with, but the kernel does.
+                current = self._read(self._file("memory.max")) if self.fs.exists(self._file("memory.max")) else ""
+                mem = int(current) if current.isdigit() else None
+            if mem is None:
                 return warnings + [self._note(self._file("memory.swap.max"),
                                               "--memory-swap needs --memory: not applied")]
             value = str(swap_total - mem)

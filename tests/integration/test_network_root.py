@@ -364,7 +364,7 @@ def test_isolation_holds_even_with_forwarding_on(lab: Lab, tmp_path: Path) -> No
         default = ensure_default_network(lab.rec)
         out["default"] = [default["subnet"], default["gateway"], default["bridge"]]
         with host_ipr() as ipr:
-            br = ipr.link_lookup(ifname="labtui0")
+            br = ipr.link_lookup(ifname=ipam.default_bridge())
             addrs = ipr.get_addr(index=br[0], family=socket.AF_INET)
             out["labtui0_addrs"] = [a.get_attr("IFA_ADDRESS") for a in addrs]
         out["default_again_same_id"] = ensure_default_network(lab.rec)["id"] == default["id"]
@@ -375,7 +375,7 @@ def test_isolation_holds_even_with_forwarding_on(lab: Lab, tmp_path: Path) -> No
     assert out["same_host_gateway"] is True
     assert out["a_to_b_with_rules"] is False and out["b_to_a_with_rules"] is False
     assert out["a_to_b_without_rules"] is True
-    assert out["default"] == ["10.89.0.0/16", "10.89.0.1", "labtui0"]
+    assert out["default"] == ["10.89.0.0/16", "10.89.0.1", ipam.default_bridge()]
     assert out["labtui0_addrs"] == ["10.89.0.1"]
     assert out["default_again_same_id"] is True
 

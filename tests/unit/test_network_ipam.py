@@ -109,7 +109,7 @@ def test_default_like_record_avoids_a_route() -> None:
     net = make("bridge", routes=[("wg0", net4("10.88.0.0/16"))])
     assert net["subnet"] == "10.89.0.0/16"
     assert net["gateway"] == "10.89.0.1"
-    assert net["bridge"] == "labtui0"
+    assert net["bridge"] == ipam.default_bridge()
 
 
 # ---------------------------------------------------------------------------------------- store

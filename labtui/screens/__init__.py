@@ -1,0 +1,1 @@
+"""Screens of the labtui app: dashboard, container, run form, alerts, attack lab, help."""

@@ -1,0 +1,61 @@
+"""The help screen (?): keys of every screen and where each panel's data comes from."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Markdown
+
+HELP = """\
+# labtui
+
+A real container runtime you can watch. Every panel reads the kernel (/proc, /sys/fs/cgroup) or
+the engine's own records; nothing is simulated. Closing the app never stops a container.
+
+## Everywhere
+| key | |
+|---|---|
+| `?` | this help |
+| `a` | alerts (OOM kills, crashes, restarts, health, limit alerts) |
+| `t` | attack lab |
+| `ctrl+p` | command palette: every action, and "open <container>" |
+| `q` | quit (containers keep running) |
+
+## Dashboard
+| key | |
+|---|---|
+| `enter` | open the selected container |
+| `n` | run a new container (form) |
+| `S` / `s` | start / stop (SIGTERM, then SIGKILL after 10 s) |
+| `k` | kill (SIGKILL) |
+| `p` | pause / resume (cgroup freezer) |
+| `R` | restart |
+| `d` | remove (asks first; kills a running container) |
+| `x` | shell inside (`labtui exec -it ID sh`), when exec exists |
+| `c` / `C` | checkpoint / restore, when the engine has them |
+
+## Container screen
+| key | |
+|---|---|
+| `1`..`0` | Steps, Namespaces, cgroups, IPC, Network, Security, Processes, Logs, Timeline, strace |
+| `escape` | back to the dashboard |
+| `S` `s` `k` | start, stop, kill this container |
+| `m` | Steps: next mechanism filter |
+| `n` / `N` | Steps: let the next gated step (10 steps) go, for a container run with the step gate |
+| `h` / `c` / `x` | IPC: create a shm segment on the host / in the container; drop the host ones |
+
+The mouse works too: click tabs, rows and buttons; scroll with the wheel.
+"""
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS = [Binding("escape,q,question_mark", "close", "Close")]
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="help"):
+            yield Markdown(HELP)
+
+    def action_close(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,1 @@
+"""Widgets of the labtui app: the container table and the tabs of the container screen."""

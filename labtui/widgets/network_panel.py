@@ -1,0 +1,66 @@
+"""The Network tab: interfaces and addresses inside the container's network namespace
+(/proc/PID/net/dev, fib_trie, if_inet6, route) and the ports published from its config."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import VerticalScroll
+from textual.widgets import DataTable, Static
+
+from labtui import adapter
+from labtui.widgets.panel import Panel, not_running_text
+from labtui.widgets.tables import sync_table
+
+
+def summary(view: adapter.NetworkView) -> Text:
+    t = Text()
+    t.append("mode: ", style="bold")
+    t.append(view.mode)
+    if view.ip:
+        t.append("  ip: ", style="bold")
+        t.append(view.ip)
+    t.append("  published: ", style="bold")
+    t.append(", ".join(view.ports) if view.ports else "none")
+    if view.running:
+        t.append("\n")
+        if view.shares_host:
+            t.append("The container SHARES the host's network namespace (--network host).", style="bold yellow")
+        else:
+            t.append("Its own network namespace: these interfaces exist only inside.", style="dim")
+    return t
+
+
+class NetworkPanel(Panel):
+    TAB_ID = "net"
+    TITLE = "Network"
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll():
+            yield Static("", id="net-summary")
+            yield DataTable(id="net-ifaces", cursor_type="row")
+            yield Static("", id="net-routes")
+
+    def on_mount(self) -> None:
+        table = self.query_one("#net-ifaces", DataTable)
+        for key, label in (("name", "IFACE"), ("addr", "ADDRESSES"), ("rx", "RX BYTES"), ("rxp", "RX PKTS"),
+                           ("tx", "TX BYTES"), ("txp", "TX PKTS")):
+            table.add_column(label, key=key)
+
+    @classmethod
+    def fetch(cls, cid: str) -> object:
+        return adapter.network_view(cid)
+
+    def show(self, data: object) -> None:
+        if not isinstance(data, adapter.NetworkView):
+            return
+        self.query_one("#net-summary", Static).update(summary(data))
+        rows = [(i.name, (i.name, " ".join(i.addresses) or "-", str(i.rx_bytes), str(i.rx_packets),
+                          str(i.tx_bytes), str(i.tx_packets))) for i in data.ifaces]
+        sync_table(self.query_one("#net-ifaces", DataTable), rows)
+        routes = self.query_one("#net-routes", Static)
+        if not data.running:
+            routes.update(not_running_text("interfaces"))
+        else:
+            routes.update(Text("routes: " + ("; ".join(data.routes) if data.routes else "none (no default route)"),
+                               style="dim"))

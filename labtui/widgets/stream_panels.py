@@ -1,0 +1,90 @@
+"""Tabs fed by streams rather than snapshots: Logs (a Log widget, following), Timeline (this
+container's lifecycle events), and strace (a placeholder until the engine records it)."""
+
+from __future__ import annotations
+
+import time
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.widgets import DataTable, Log, Static
+
+from labtui import adapter
+from labtui.widgets.panel import Panel
+
+EVENT_KEYS_SHOWN = ("ts", "type", "container", "name")
+
+
+class LogsPanel(Panel):
+    TAB_ID = "logs"
+    TITLE = "Logs"
+    POLLED = False
+
+    def compose(self) -> ComposeResult:
+        yield Log(id="logs", max_lines=5000, auto_scroll=True)
+
+    def add_records(self, records: list[dict]) -> None:
+        lines: list[str] = []
+        for rec in records:
+            prefix = "[stderr] " if rec.get("stream") == "stderr" else ""
+            text = str(rec.get("log", ""))
+            lines += [prefix + ln for ln in text.rstrip("\n").split("\n")] if text else []
+        if lines:
+            self.query_one("#logs", Log).write_lines(lines)
+
+
+def event_details(ev: dict) -> str:
+    return " ".join(f"{k}={v}" for k, v in ev.items() if k not in EVENT_KEYS_SHOWN)
+
+
+class TimelinePanel(Panel):
+    TAB_ID = "timeline"
+    TITLE = "Timeline"
+    POLLED = False
+
+    def compose(self) -> ComposeResult:
+        yield DataTable(id="timeline", cursor_type="row")
+
+    def on_mount(self) -> None:
+        table = self.query_one("#timeline", DataTable)
+        for key, label in (("time", "TIME"), ("type", "EVENT"), ("details", "DETAILS")):
+            table.add_column(label, key=key)
+
+    def add_events(self, events: list[dict]) -> None:
+        table = self.query_one("#timeline", DataTable)
+        for ev in events:
+            ts = time.strftime("%H:%M:%S", time.localtime(float(ev.get("ts", 0))))
+            kind = str(ev.get("type", "?"))
+            style = "bold red" if kind in ("died", "oom", "alert") else ""
+            table.add_row(ts, Text(kind, style=style), event_details(ev))
+
+
+class StracePanel(Panel):
+    TAB_ID = "strace"
+    TITLE = "strace"
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="strace-note")
+        yield DataTable(id="strace-table", cursor_type="row")
+
+    def on_mount(self) -> None:
+        table = self.query_one("#strace-table", DataTable)
+        table.add_column("SYSCALL", key="name")
+        table.add_column("CALLS / ERRORS / TIME", key="stats")
+
+    @classmethod
+    def fetch(cls, cid: str) -> object:
+        return adapter.strace_summary(cid)
+
+    def show(self, data: object) -> None:
+        note = self.query_one("#strace-note", Static)
+        table = self.query_one("#strace-table", DataTable)
+        if data is None:
+            note.update(Text("strace summary: not available yet (the engine does not record system-call counts "
+                             "for containers). Until then: strace -c -f -p <host PID> from a host shell.",
+                             style="yellow"))
+            return
+        note.update(Text("system calls made by the container's processes", style="dim"))
+        table.clear()
+        for name, stats in data:  # type: ignore[union-attr]
+            table.add_row(name, stats)

@@ -7,8 +7,6 @@ import os
 import select
 import shutil
 import signal
-import socket
-import threading
 import time
 from collections.abc import Iterator
 
@@ -175,7 +173,8 @@ def write_etc_files(d, config: dict) -> None:
 
 # ---- start ---------------------------------------------------------------------------------------
 
-def start(ref: str, client: socket.socket | None = None, winsize: tuple[int, int] | None = None) -> Container:
+def start(ref: str, client=None, winsize: tuple[int, int] | None = None) -> Container:
+    """Start a created or exited container; client is a connected socket to attach (run)."""
     c = state.resolve(ref)
     st = c.status
     if st == state.RUNNING:
@@ -194,12 +193,14 @@ def start(ref: str, client: socket.socket | None = None, winsize: tuple[int, int
     return c
 
 
-def spawn_supervisor(cid: str, client: socket.socket | None, winsize) -> tuple[int, int]:
+def spawn_supervisor(cid: str, client, winsize) -> tuple[int, int]:
     """Start the container's supervisor in its own session; returns (status fd, its pid).
 
     Forking without exec is the fast path (no interpreter start-up) and is safe only when the
     caller has a single thread; the terminal app has several, so it gets fork+exec.
     """
+    import threading
+
     r, w = os.pipe2(os.O_CLOEXEC)
     if threading.active_count() == 1:
         pid = os.fork()
@@ -234,6 +235,8 @@ def spawn_supervisor(cid: str, client: socket.socket | None, winsize) -> tuple[i
 
 
 def _reap_later(pid: int) -> None:
+    import threading
+
     def reap() -> None:
         try:
             os.waitpid(pid, 0)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from datetime import UTC
 
 from engine import jsonl, paths
 
@@ -36,7 +35,7 @@ def parse_time(text: str, now: float | None = None) -> float:
     except ValueError:
         pass
     try:
-        from datetime import datetime
+        from datetime import UTC, datetime
 
         dt = datetime.fromisoformat(t.replace("Z", "+00:00"))
         if dt.tzinfo is None:

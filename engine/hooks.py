@@ -38,13 +38,15 @@ def _networked(c: Container) -> bool:
 
 def validate(extra: dict) -> None:
     """Mechanism-specific validation of run options at create: cgroup limits, scheduling."""
-    from engine import sched
-    from engine.cgroups import limits as lim
-
     raw = extra.get("limits")
     if raw:
+        from engine.cgroups import limits as lim
+
         extra["limits"] = lim.validate(lim.Limits.from_dict(raw)).to_dict()
-    sched.validate(extra)
+    if any(k in extra for k in ("nice", "sched_policy", "sched_priority")):
+        from engine import sched
+
+        sched.validate(extra)
 
 
 def cgroup_driver(c: Container, rec: Recorder):

@@ -59,7 +59,7 @@ def test_steps_can_be_followed_live_while_a_container_starts():
                 got.append(rec["op"])
                 if rec["op"] == "execve":
                     break
-        assert got[0] == "clone" and got[-1] == "execve"
+        assert "clone" in got and got[-1] == "execve" and got.index("clone") < got.index("execve")
     finally:
         follower.kill()
         follower.wait()

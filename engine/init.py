@@ -18,7 +18,7 @@ import termios
 import time
 from dataclasses import dataclass, field
 
-from engine import namespaces, rootfs, sched, security
+from engine import namespaces, rootfs, sched, security, userns
 from engine import syscalls as sc
 from engine.errors import EngineError, StepError
 from engine.steps import Recorder
@@ -93,12 +93,14 @@ def child_main(plan: ChildPlan) -> None:
         if plan.console_sock is not None:
             keep.add(plan.console_sock)
         keep.update(plan.keep_fds)
+        keep.update(security.child_keep_fds(plan.security))  # only the attack lab's deliberate leak
         if plan.tty_fd is not None:
             keep.add(plan.tty_fd)
         close_other_fds(keep)
         gate = chan.gate if plan.config.get("gate") else None
         rec = Recorder(plan.container_id, chan.step_sink, gate)
         chan.wait_go()  # (1)
+        userns.enter(rec, plan.config)  # --userns=private: the maps are written; become its root
         setup_container(rec, plan, chan)
         code = run_init(rec, plan, chan)
     except StepError as e:
@@ -117,11 +119,16 @@ def setup_container(rec: Recorder, plan: ChildPlan, chan: Channel) -> None:
         namespaces.unshare(rec, sc.CLONE_NEWCGROUP)
     rootfs.make_private(rec)
     root = plan.merged
-    rootfs.mount_overlay(rec, plan.lowers, plan.upper, plan.work, root)
+    in_userns = userns.is_private(cfg)
+    lowers = getattr(plan.security, "lowers", None) or plan.lowers  # userns: the mapped copies
+    rootfs.mount_overlay(rec, lowers, plan.upper, plan.work, root, userxattr=in_userns)
     for v in cfg.get("volumes", []):
         rootfs.mount_volume(rec, root, v["host"], v["container"], v["readonly"])
-    rootfs.mount_proc_sys(rec, root)
-    rootfs.setup_dev(rec, root, with_console=plan.console_sock is None)
+    rootfs.mount_proc_sys(rec, root, bind_sys=in_userns and cfg.get("network", "none") == "host")
+    rootfs.setup_dev(rec, root, with_console=plan.console_sock is None, bind_nodes=in_userns)
+    from engine import devices
+
+    devices.add_devices(rec, root, cfg, bind=in_userns)  # --device
     if plan.console_sock is not None:
         slave = rootfs.open_console(rec, root, plan.console_sock, chan.send)
         plan.tty_fd = plan.stdin_fd = plan.stdout_fd = plan.stderr_fd = slave
@@ -135,7 +142,10 @@ def setup_container(rec: Recorder, plan: ChildPlan, chan: Channel) -> None:
         rootfs.mount_tmpfs(rec, root, path)
     workdir = cfg.get("workdir") or "/"
     rootfs.ensure_mountpoint(rootfs.secure_join(root, workdir), True)  # docker creates WorkingDir
-    rootfs.pivot(rec, root)
+    if cfg.get("rootfs_mode") == "chroot":
+        rootfs.chroot_into(rec, root)  # the attack lab's weak "chroot" profile only
+    else:
+        rootfs.pivot(rec, root)
     if cfg.get("read_only"):
         rootfs.remount_root_ro(rec)
     security.mask_paths(rec, cfg)
@@ -158,6 +168,9 @@ def run_init(rec: Recorder, plan: ChildPlan, chan: Channel) -> int:
     main = os.fork()
     if main == 0:
         exec_main(rec, plan, chan)  # never returns
+    # PID 1 needs no capability: it keeps none. Recorded but not gated: the command's process
+    # waits on the same gate pipe from now on, and a release must reach exactly one of them.
+    security.harden_init(Recorder(rec.container, rec.sink, None), plan.config)
     # The init keeps nothing of the container's stdio or the channel: EOF on them must mean the
     # command's side is done.
     for fd in {plan.chan_w, plan.chan_r, plan.stdin_fd, plan.stdout_fd, plan.stderr_fd, plan.tty_fd}:
@@ -223,7 +236,9 @@ def exec_main(rec: Recorder, plan: ChildPlan, chan: Channel) -> None:
             fds = (plan.stdin_fd, plan.stdout_fd, plan.stderr_fd)
         for target, fd in enumerate(fds):
             os.dup2(fd, target, inheritable=True)
-        for fd in {plan.stdin_fd, plan.stdout_fd, plan.stderr_fd, plan.tty_fd, plan.chan_r}:
+        # The channel's read end stays until execve closes it (O_CLOEXEC): gated steps below
+        # (scheduling, security) still wait on it.
+        for fd in {plan.stdin_fd, plan.stdout_fd, plan.stderr_fd, plan.tty_fd}:
             if fd is not None and fd > 2:
                 os.close(fd)
         os.set_inheritable(plan.chan_w, False)  # (3) closed by a successful execve

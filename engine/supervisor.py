@@ -198,7 +198,7 @@ class Supervisor:
         )
         from engine import security
 
-        plan.security = security.prepare(self.cfg)
+        plan.security = security.prepare(self.cfg, self.rec)
         flags = namespaces.clone_flags(self.cfg)
         pid = self.clone(flags, plan)
         # Only the child's copies of these are needed now; ours would hide EOF.
@@ -230,6 +230,7 @@ class Supervisor:
             })
         events.emit("started", self.cid, c.name, pid=pid)
         self.report({"t": "started", "pid": pid})
+        self.rec.gate = None  # the gate is for watching a start; teardown runs freely
         return self.serve(pid, listener), True
 
     def clone(self, flags: int, plan: init.ChildPlan) -> int:

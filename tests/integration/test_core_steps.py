@@ -73,7 +73,7 @@ def test_gate_holds_each_step_until_released():
         cid = (lib() / "names" / "gated").readlink().name
         pending = wait_for(lambda: json.loads(labtui("gate", "show", "gated").stdout or "null")
                            if labtui("gate", "show", "gated").stdout.startswith("{") else None, what="gate")
-        assert pending["op"] == "clone"
+        assert pending["op"] in ("clone", "build filter")  # the seccomp filter is built before clone
         time.sleep(0.3)
         assert steps_of(cid) == []  # nothing happened while held
         released = 0
@@ -84,10 +84,15 @@ def test_gate_holds_each_step_until_released():
                 assert "no step gate waiting" in p.stderr
                 break
             released += 1
-            wait_for(lambda b=before: len(steps_of(cid)) > b or starter.poll() is not None, what="one step")
+            try:
+                wait_for(lambda b=before: len(steps_of(cid)) > b or starter.poll() is not None, what="one step")
+            except AssertionError:
+                raise AssertionError(f"no step after release {released}: last {steps_of(cid)[-1:]}, "
+                                     f"pending {labtui('gate', 'show', 'gated').stdout}") from None
             time.sleep(0.05)
-            # exactly one step went through per release (the exec step is reported with its result)
-            assert len(steps_of(cid)) - before <= 2
+            # one gated step per release; ungated records may ride along: the exec confirmation and
+            # PID 1 dropping its own capabilities while the command's process waits at the gate
+            assert len(steps_of(cid)) - before <= 4
         log = lib() / "containers" / cid / "supervisor.log"
         assert starter.wait(timeout=10) == 0, (starter.stderr.read(), log.exists() and log.read_text())
         assert released >= 15

@@ -278,8 +278,13 @@ def start(ref: str, req: ExecRequest) -> ExecProcess:
     req.validate()
     c = state.resolve(ref)
     check_can_exec(c)
-    prepared = security.prepare(c.config)
+    from engine import hooks
+
     rec = container_recorder(c.id)
+    # Built here, not in the joiner: the driver's imports and layout detection are paid before
+    # the joiner turns non-dumpable, and nothing is imported lazily after fork.
+    cgroup = hooks.cgroup_driver(c, rec)
+    prepared = security.prepare(c.config)  # the seccomp filter is built here, loaded in the command
     mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     mine.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
     for f in (sys.stdout, sys.stderr):
@@ -290,7 +295,7 @@ def start(ref: str, req: ExecRequest) -> ExecProcess:
     joiner = os.fork()
     if joiner == 0:
         mine.close()
-        _joiner_main(c, req, prepared, theirs)  # never returns
+        _joiner_main(c, req, prepared, cgroup, theirs)  # never returns
     theirs.close()
     try:
         result = _follow(mine, rec)
@@ -403,12 +408,13 @@ class _Chan:
         self.send({"t": "step", "step": rec})
 
 
-def _joiner_main(c: Container, req: ExecRequest, prepared: object, sock: socket.socket) -> None:
+def _joiner_main(c: Container, req: ExecRequest, prepared: object, cgroup, sock: socket.socket) -> None:
     chan = _Chan(sock)
     code = 125
     try:
         rec = Recorder(c.id, chan.step)
-        _join(rec, chan, c, req, prepared)
+        cgroup.rec = rec  # its steps now go up the channel, like every step of the joiner
+        _join(rec, chan, c, req, prepared, cgroup)
         code = 0
     except StepError as e:
         _send_error(chan, str(e), 125)
@@ -427,7 +433,7 @@ def _send_error(chan: _Chan, message: str, code: int, step: dict | None = None) 
         pass
 
 
-def _join(rec: Recorder, chan: _Chan, c: Container, req: ExecRequest, prepared: object) -> None:
+def _join(rec: Recorder, chan: _Chan, c: Container, req: ExecRequest, prepared: object, cgroup) -> None:
     init_pid = c.state["pid"]
     with rec.step("process", "prctl", target="exec", value="PR_SET_DUMPABLE 0",
                   shell="# prctl(PR_SET_DUMPABLE, 0): until execve, nothing in the container may ptrace "
@@ -439,7 +445,13 @@ def _join(rec: Recorder, chan: _Chan, c: Container, req: ExecRequest, prepared: 
     # fds only if the process behind it is still the container's init (same start time).
     if state.proc_start_time(init_pid) != c.state.get("pid_start"):
         raise Conflict(f"container {c.name} is not running")
-    _join_cgroup(rec, c)
+    _join_cgroup(cgroup)
+    if "user" in fds:
+        # In a user namespace whose setgroups is "deny" (CVE-2014-8989) we could never drop them
+        # again: the host root's supplementary groups must not follow us in.
+        with rec.step("process", "setgroups", target="exec", value="[]", shell="setpriv --clear-groups",
+                      why="before setns(CLONE_NEWUSER): host groups must not enter the container"):
+            os.setgroups([])
     for kind, flag, opt in NS_ORDER:
         if kind not in fds:
             continue
@@ -481,15 +493,12 @@ def _open_namespaces(rec: Recorder, init_pid: int, kinds: list[str]) -> dict[str
     return fds
 
 
-def _join_cgroup(rec: Recorder, c: Container) -> None:
+def _join_cgroup(cgroup) -> None:
     """Join the container's cgroup(s) while the host's cgroup tree is still in view (before the
-    cgroup and mount namespaces); children inherit it, so the command is accounted and limited
-    with the container."""
-    from engine import hooks
-
-    driver = hooks.cgroup_driver(c, rec)
-    if driver.procs_paths():
-        driver.add_pid(os.getpid())
+    cgroup and mount namespaces): echo PID > cgroup.procs in each of the driver's directories.
+    Children inherit it, so the command is accounted and limited with the container."""
+    if cgroup.procs_paths():
+        cgroup.add_pid(os.getpid())
 
 
 def _read_text(path: str) -> str:
@@ -617,13 +626,20 @@ def _set_user(rec: Recorder, user: ExecUser) -> None:
     root; execve then clears them anyway for a non-root user without file capabilities.
     """
     groups = ",".join(map(str, user.groups))
-    shell = (f"setpriv --reuid={user.uid} --regid={user.gid} "
-             + (f"--groups={groups}" if groups else "--clear-groups"))
+    # In a user namespace with setgroups "deny" the call is refused (the joiner already cleared
+    # the groups on the host side), as runc skips it.
+    may_setgroups = _read_text("/proc/self/setgroups").strip() != "deny"
+    shell = f"setpriv --reuid={user.uid} --regid={user.gid} "
+    if may_setgroups:
+        shell += f"--groups={groups}" if groups else "--clear-groups"
+    else:
+        groups = "- (setgroups deny)"
     with rec.step("process", "setuid", target=user.name or str(user.uid),
-                  value=f"uid={user.uid} gid={user.gid} groups={groups or '-'}", shell=shell):
+                  value=f"uid={user.uid} gid={user.gid} groups={groups or '-'}", shell=shell.strip()):
         if user.uid != 0:
             sc.prctl(PR_SET_KEEPCAPS, 1)
-        os.setgroups(user.groups)
+        if may_setgroups:
+            os.setgroups(user.groups)
         os.setgid(user.gid)
         os.setuid(user.uid)
         if user.uid != 0:

@@ -79,6 +79,10 @@ def before_go(rec: Recorder, c: Container, pid: int) -> tuple[object | None, obj
         cgroup.add_pid(pid)
         if _networked(c):
             net = attach_network(rec, c, pid)
+        if c.config.get("strace"):
+            from engine import strace
+
+            strace.start_for_new_container(c, pid)  # last: returns once strace has attached
     except BaseException:
         if net is not None:
             net.close()
@@ -128,6 +132,10 @@ def watcher(c: Container, cgroup: object | None) -> Callable[[], None] | None:
 
 
 def after_exit(rec: Recorder, c: Container, cgroup: object | None, net: object | None) -> None:
+    if c.config.get("strace"):
+        from engine import strace
+
+        strace.finish_for_container(c)
     if isinstance(net, NetHandle):
         from engine import network
 
@@ -167,8 +175,19 @@ def inspect_extra(c: Container, info: dict) -> None:
 def spawn_in_container(c: Container, init_pid: int, argv: list[str]) -> tuple[int, int]:
     """Start argv inside the running container (health checks); returns (pid, output fd).
 
-    The process joins the container's namespaces, cgroup and security settings the way
-    `labtui exec` does (engine.exec), with stdout and stderr on a pipe."""
+    It is `labtui exec` itself, started with posix_spawn: the supervisor may have threads (port
+    proxies), and only a spawn (fork+exec at once) is safe there. It leads its own process group
+    so a timed-out check can be killed whole."""
+    import os
+
     from engine import exec as exec_
 
-    return exec_.spawn_captured(c, init_pid, argv)
+    r, w = os.pipe2(os.O_CLOEXEC)
+    try:
+        pid = os.posix_spawn(exec_.cli_argv(c.id, argv)[0], exec_.cli_argv(c.id, argv), dict(os.environ),
+                             setsid=True, file_actions=[
+                                 (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+                                 (os.POSIX_SPAWN_DUP2, w, 1), (os.POSIX_SPAWN_DUP2, w, 2)])
+    finally:
+        os.close(w)
+    return pid, r

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from engine.errors import InvalidArgument
 from engine.health import parse_duration
 from tests.helpers import inspect, labtui, run_d, wait_for
 
@@ -68,5 +69,5 @@ def test_on_failure_restart_restarts_an_unhealthy_container():
 def test_durations():
     assert parse_duration("1m30s", "x") == 90 and parse_duration("500ms", "x") == 0.5
     for bad in ("5x", "", "s", "1.2.3s", "-1s"):
-        with pytest.raises(Exception):
+        with pytest.raises(InvalidArgument):
             parse_duration(bad, "x")

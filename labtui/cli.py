@@ -64,7 +64,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
 
 
 CORE = {"run", "create", "start", "stop", "restart", "kill", "rm", "wait", "ps", "inspect", "logs", "top",
-        "steps", "events", "gate", "image", "images"}
+        "steps", "events", "gate", "image", "images", "serve"}
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
@@ -142,6 +142,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     q = isub.add_parser("rm", help="remove images")
     q.add_argument("refs", nargs="+")
     sub.add_parser("images", help="list images (image ls)")
+    p = sub.add_parser("serve", help="serve the terminal app in a web browser (textual-serve)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
     if only is None:
         for ext in _extensions():
             if hasattr(ext, "add_commands"):
@@ -527,7 +530,15 @@ def cmd_image(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from labtui import serve
+
+    serve.serve(args.host, args.port)
+    return 0
+
+
 COMMANDS = {
+    "serve": cmd_serve,
     "run": cmd_run, "create": cmd_create, "start": cmd_start, "stop": cmd_stop, "restart": cmd_restart,
     "kill": cmd_kill, "rm": cmd_rm, "wait": cmd_wait, "ps": cmd_ps, "inspect": cmd_inspect,
     "logs": cmd_logs, "top": cmd_top, "steps": cmd_steps, "events": cmd_events, "gate": cmd_gate,
@@ -535,5 +546,17 @@ COMMANDS = {
 }
 
 
+def entry() -> None:
+    """The `labtui` command. Leaves through os._exit once output is flushed: tearing the
+    interpreter down politely costs ~10 ms per command and nothing is left to clean."""
+    rc = main()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BrokenPipeError:
+        pass
+    os._exit(rc if isinstance(rc, int) else 1)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -779,3 +779,18 @@ def host_info() -> dict:
         "lib_dir": str(paths.lib_dir()), "run_dir": str(paths.run_dir()),
         "containers": len(state.all_ids()),
     }
+
+
+# ---- checkpoint / restore (CRIU) -------------------------------------------------------------------
+
+def checkpoint(ref: str, name: str = "checkpoint", leave_running: bool = False) -> str:
+    from engine import checkpoint as cp
+
+    return "checkpointed as " + cp.checkpoint(ref, name, leave_running)["name"]
+
+
+def restore(ref: str, name: str = "checkpoint") -> str:
+    from engine import checkpoint as cp
+
+    cp.restore(ref, name)
+    return f"restored from {name}"

@@ -45,32 +45,44 @@ MANIFEST = "labtui.json"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 ETC_FILES = ("/etc/hostname", "/etc/hosts", "/etc/resolv.conf")
 FALLBACK_DIRS = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
+# The container has its own network namespace, dumped whole: its TCP connections (over its
+# loopback) are restored in repair mode; file locks held by its processes are restored too.
+SOCKETS_AND_LOCKS = ("--tcp-established", "--file-locks")
+# Errors CRIU logs on every run here and that decide nothing: a probe of RLIMIT_NOFILE, and of
+# /dev/net/tun from inside the container's devices cgroup at restore.
+BENIGN = ("rlimit:", "Unable to create tun")
 INSTALL_HINT = "run scripts/install-criu (it builds CRIU 4 from Debian's source package)"
 
 
 # ---- CRIU itself ---------------------------------------------------------------------------------
 
 def criu_path() -> str | None:
-    """$LABTUI_CRIU, else `criu` on PATH, else the usual sbin directories (sudo's PATH lacks them
-    on some hosts). scripts/install-criu puts CRIU 4 in /usr/local/sbin, ahead of /usr/sbin."""
+    """$LABTUI_CRIU, else the first CRIU >= 4 among `criu` on PATH and the usual sbin directories
+    (scripts/install-criu puts one in /usr/local/sbin next to an older distribution one in
+    /usr/sbin, and sudo's or CI's PATH may lack either), else the first criu found."""
     env = os.environ.get(CRIU_ENV)
     if env:
         return env if os.access(env, os.X_OK) else None
-    found = shutil.which("criu")
-    if found:
-        return found
-    for d in FALLBACK_DIRS:
-        p = os.path.join(d, "criu")
-        if os.access(p, os.X_OK):
-            return p
-    return None
+    found = [shutil.which("criu")] + [os.path.join(d, "criu") for d in FALLBACK_DIRS]
+    cands = list(dict.fromkeys(os.path.realpath(p) for p in found if p and os.access(p, os.X_OK)))
+    for p in cands:
+        try:
+            if _major(criu_version(p)) >= 4:
+                return p
+        except EngineError:
+            continue
+    return cands[0] if cands else None
+
+
+def _major(version: str) -> int:
+    head = version.split(".")[0]
+    return int(head) if head.isdigit() else 0
 
 
 def criu_reason(output: str) -> str:
     """CRIU's own words: its Error lines without the source location, else its last line."""
-    errs = [re.sub(r"^\(?[0-9.]*\)?\s*Error \([^)]*\):\s*", "", ln.strip())
-            for ln in output.splitlines() if "Error (" in ln]
-    errs = [e for e in errs if e and not e.startswith("rlimit:")]  # harmless in containers/sandboxes
+    errs = [re.sub(r"^.*?Error \([^)]*\):\s*", "", ln.strip()) for ln in output.splitlines() if "Error (" in ln]
+    errs = [e for e in errs if e and not e.startswith(BENIGN)]
     if errs:
         return "; ".join(dict.fromkeys(errs))
     lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
@@ -96,8 +108,7 @@ def require_criu(rec: Recorder | None = None, check: bool = True) -> tuple[str, 
             else "no criu binary found"
         raise EngineError(f"checkpoint/restore needs CRIU: {where}; {INSTALL_HINT}")
     version = criu_version(criu)
-    major = int(version.split(".")[0]) if version[:1].isdigit() else 0
-    if major < CRIU_MIN_MAJOR:
+    if _major(version) < CRIU_MIN_MAJOR:
         raise EngineError(f"checkpoint/restore needs CRIU >= {CRIU_MIN_MAJOR}, {criu} is {version}; {INSTALL_HINT}")
     if not check:
         return criu, version
@@ -363,7 +374,7 @@ def checkpoint(ref: str | Container, name: str = "checkpoint", leave_running: bo
     shutil.rmtree(d, ignore_errors=True)
     d.mkdir(parents=True, mode=0o700)
     argv = [criu, "dump", "--tree", str(init_pid), "--images-dir", str(d), "--log-file", "dump.log", "-v4",
-            "--manage-cgroups=soft", "--leave-running" if leave_running else "--leave-stopped"]
+            "--manage-cgroups=soft", *SOCKETS_AND_LOCKS, "--leave-running" if leave_running else "--leave-stopped"]
     for key, m in mounts.items():
         argv += ["--external", f"mnt[{m['container']}]:{key}"]
     for key in ext_files:
@@ -380,9 +391,10 @@ def checkpoint(ref: str | Container, name: str = "checkpoint", leave_running: bo
         _run_criu(rec, argv, d / "dump.log", op="criu dump", target=f"pid {init_pid}",
                   value=f"{name} ({len(pids)} processes)", what=f"checkpoint {c.name}")
     except BaseException:
+        # CRIU resumed the tree. The directory keeps dump.log (the error names it); without a
+        # manifest it is no checkpoint, and the next checkpoint of that name replaces it.
         if not leave_running:
             state.update_state(c.id, manual_stop=None)
-        shutil.rmtree(d, ignore_errors=True)
         raise
     manifest["size"] = sum(f.stat().st_size for f in d.iterdir() if f.is_file())
     state.write_json_atomic(d / MANIFEST, manifest)
@@ -516,7 +528,7 @@ def build_restore(c: Container, manifest: dict, criu: str, stdio: dict[str, int]
         pass
     argv = [criu, "restore", "--images-dir", str(d), "--log-file", "restore.log", "-v4",
             "--root", str(c.dir / "merged"), "--restore-detached", "--restore-sibling",
-            "--pidfile", str(pidfile), "--manage-cgroups=soft"]
+            "--pidfile", str(pidfile), "--manage-cgroups=soft", *SOCKETS_AND_LOCKS]
     pass_fds: list[int] = []
     for key, m in manifest["external_mounts"].items():
         argv += ["--external", f"mnt[{key}]:{m['host']}"]
@@ -534,15 +546,15 @@ def build_restore(c: Container, manifest: dict, criu: str, stdio: dict[str, int]
 
 
 def restore_in_supervisor(sup) -> int:
-    """Called by Supervisor.start in restore mode INSTEAD of clone: make new stdio pipes, put
+    """Called by Supervisor.start_once in restore mode INSTEAD of clone: make new stdio pipes, put
     `criu restore` in the container's cgroup, mount the overlay root in a private mount namespace
     for it, run it with the dumped pipes mapped to the new ones; returns the restored init's
     host PID (a child of the supervisor thanks to --restore-sibling). Raises EngineError."""
     from engine import init
 
     c = sup.c
-    name = c.state.get("restore") or "checkpoint"
-    state.update_state(c.id, restore=None)
+    name = c.state.pop("restore", None) or "checkpoint"
+    state.update_state(c.id, restore=None)  # once: a restart by policy starts afresh
     manifest = read_manifest(c, name)
     criu, version = require_criu(check=False)  # `restore` ran `criu check` before starting us
     fds = sup.prepare_stdio()
@@ -592,7 +604,12 @@ def restore_in_supervisor(sup) -> int:
         raise EngineError(f"restore {c.name}: criu restore wrote no pid file ({plan.pidfile})") from None
     step["child_pid"] = pid
     sup.rec.record(step)
-    if _ppid(pid) != os.getpid():
+    if _ppid(pid) != os.getpid():  # --restore-sibling not honoured: we could not wait for it
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        _undo_cgroup(sup)
         raise EngineError(f"restore {c.name}: the restored init {pid} is not a child of the supervisor")
     state.update_state(c.id, pid=pid, pid_start=state.proc_start_time(pid), boot_id=state.boot_id(),
                        main_pid=None, exit_code=None, finished_at=None, error=None, paused=None,

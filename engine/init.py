@@ -89,6 +89,9 @@ def child_main(plan: ChildPlan) -> None:
     chan = Channel(plan.chan_w, plan.chan_r)
     code = 125
     try:
+        # Its own session, as runc's init: CRIU cannot dump a PID namespace whose init belongs
+        # to a session led from outside it (the supervisor's).
+        os.setsid()
         keep = {0, 1, 2, plan.chan_w, plan.chan_r, plan.stdin_fd, plan.stdout_fd, plan.stderr_fd}
         if plan.console_sock is not None:
             keep.add(plan.console_sock)

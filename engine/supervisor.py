@@ -184,6 +184,10 @@ class Supervisor:
     def start_once(self, listener: socket.socket) -> tuple[int, bool]:
         """One run: clone, set up, exec, serve until PID 1 exits. Returns (exit code, whether the
         command started)."""
+        if self.c.state.get("restore"):  # `labtui restore`: criu restore instead of clone
+            from engine import checkpoint
+
+            return checkpoint.start_restored(self, listener)
         c = self.c
         fds = self.prepare_stdio()
         chan_r, chan_w = os.pipe2(os.O_CLOEXEC)

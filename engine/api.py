@@ -188,7 +188,10 @@ def start(ref: str, client=None, winsize: tuple[int, int] | None = None) -> Cont
         err = EngineError(msg.get("message", "container failed to start"), exit_code=int(msg.get("exit_code", 125)))
         err.supervisor_pid = sup_pid  # type: ignore[attr-defined]
         raise err
-    c = state.load(c.id)
+    try:
+        c = state.load(c.id)
+    except NotFound:
+        pass  # a short `run --rm` can be over and removed already; the record we had will do
     c.supervisor_pid = sup_pid  # type: ignore[attr-defined]
     return c
 
@@ -794,3 +797,8 @@ def restore(ref: str, name: str = "checkpoint") -> str:
 
     cp.restore(ref, name)
     return f"restored from {name}"
+
+
+def cgroup_paths(ref: str) -> dict[str, str]:
+    """controller -> the container's cgroup directory (for readers such as the app)."""
+    return _driver(state.resolve(ref)).paths()

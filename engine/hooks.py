@@ -17,6 +17,8 @@ from collections.abc import Callable
 from engine.state import Container
 from engine.steps import Recorder
 
+SECURITY_WIRED = True  # the security mechanism's calls below are made here, not by a wrapper
+
 
 class NetHandle:
     """What the supervisor holds for a networked container: its network and port proxies."""
@@ -59,9 +61,12 @@ def cgroup_driver(c: Container, rec: Recorder):
 def before_go(rec: Recorder, c: Container, pid: int) -> tuple[object | None, object | None]:
     """The child exists and waits: put it in its cgroup (before it unshares its cgroup
     namespace, whose root is the cgroup it is in at that moment), then wire its network."""
-    from engine import sched
+    from engine import sched, security
     from engine.cgroups import Limits
 
+    # User namespace maps (setgroups deny, uid_map, gid_map: written once, by the parent) and the
+    # seccomp denial watcher learning which init is ours.
+    security.supervisor_before_go(rec, c, pid)
     cgroup = cgroup_driver(c, rec)
     net = None
     try:
@@ -73,7 +78,7 @@ def before_go(rec: Recorder, c: Container, pid: int) -> tuple[object | None, obj
             except ImportError:  # the device allowlist arrives with the security work
                 dev = None
             if dev is not None:
-                dev.apply_allowlist(rec, devices)
+                dev.apply_allowlist(rec, devices, c.config)
         sched.prepare_cgroup(rec, c.config, cgroup)
         cgroup.apply(Limits.from_dict(c.config.get("limits") or {}))
         cgroup.add_pid(pid)
@@ -115,7 +120,23 @@ def attach_network(rec: Recorder, c: Container, pid: int) -> NetHandle:
 
 
 def watcher(c: Container, cgroup: object | None) -> Callable[[], None] | None:
-    """Alerts from the cgroup's counters (OOM kill, throttling, pids limit, memory > 90 %)."""
+    """Called every 250 ms while the container runs: alerts from the cgroup's counters (OOM
+    kill, throttling, pids limit, memory > 90 %) and seccomp denials from the audit records."""
+    from engine import security
+
+    alerts = _alert_watcher(c, cgroup)
+    if security.denial_watcher() is None:
+        return alerts
+
+    def both() -> None:
+        if alerts is not None:
+            alerts()
+        security.poll_denials()
+
+    return both
+
+
+def _alert_watcher(c: Container, cgroup: object | None) -> Callable[[], None] | None:
     if cgroup is None or getattr(cgroup, "version", "none") == "none":
         return None
     from engine import events
@@ -132,6 +153,9 @@ def watcher(c: Container, cgroup: object | None) -> Callable[[], None] | None:
 
 
 def after_exit(rec: Recorder, c: Container, cgroup: object | None, net: object | None) -> None:
+    from engine import security
+
+    security.finish_denials()  # the last audit records, then the watcher closes
     if c.config.get("strace"):
         from engine import strace
 
@@ -165,11 +189,13 @@ def thaw(c: Container) -> None:
 
 
 def inspect_extra(c: Container, info: dict) -> None:
+    from engine import security
     from engine.steps import null_recorder
 
     cg = cgroup_driver(c, null_recorder())
     info["Cgroup"] = cg.describe() | {"exists": cg.exists()}
     info["HostConfig"]["Resources"] = c.config.get("limits") or {}
+    security.inspect_extra(c, info)  # capability sets decoded, seccomp, denials, userns maps
 
 
 def spawn_in_container(c: Container, init_pid: int, argv: list[str]) -> tuple[int, int]:

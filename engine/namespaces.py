@@ -21,9 +21,15 @@ def clone_flags(config: dict) -> int:
     """Namespaces created by clone(2) itself. The cgroup namespace comes later, by unshare(2),
     once the supervisor has moved the child into its cgroup: a cgroup namespace's root is the
     cgroup its creator is in at that moment (cgroup_namespaces(7))."""
-    flags = sc.CLONE_NEWNS | sc.CLONE_NEWUTS | sc.CLONE_NEWIPC | sc.CLONE_NEWPID
+    flags = sc.CLONE_NEWNS | sc.CLONE_NEWUTS | sc.CLONE_NEWIPC
+    if config.get("pid_mode") != "host":  # docker --pid=host (used by the attack lab's weak ptrace)
+        flags |= sc.CLONE_NEWPID
     if config.get("network", "none") != "host":
         flags |= sc.CLONE_NEWNET
+    if config.get("userns") == "private":
+        # In the same clone, so the other new namespaces are owned by the new user namespace and
+        # its root has capabilities over them (user_namespaces(7)); the supervisor writes the maps.
+        flags |= sc.CLONE_NEWUSER
     return flags
 
 

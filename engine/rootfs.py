@@ -88,9 +88,13 @@ def ensure_mountpoint(path: str, is_dir: bool) -> None:
             pass
 
 
-def mount_overlay(rec: Recorder, lowers: list[str], upper: str, work: str, merged: str) -> None:
+def mount_overlay(rec: Recorder, lowers: list[str], upper: str, work: str, merged: str,
+                  userxattr: bool = False) -> None:
     # overlayfs(5): lowerdir lists layers top first; writes copy up into upperdir.
     data = f"lowerdir={':'.join(reversed(lowers))},upperdir={upper},workdir={work}"
+    if userxattr:
+        # In a user namespace overlay cannot use trusted.* xattrs: its markers are user.overlay.*
+        data += ",userxattr"
     mount(rec, "overlay", merged, "overlay", 0, data, mechanism="rootfs", op="mount overlay")
 
 
@@ -100,28 +104,58 @@ def mount_volume(rec: Recorder, root: str, host: str, ctr: str, readonly: bool) 
     mount(rec, host, target, None, sc.MS_BIND | sc.MS_REC, shell=f"mount --rbind {host} {target}",
           op="bind volume")
     if readonly:
-        # A bind mount's read-only flag can only be set by a remount of that bind (mount(2)).
-        mount(rec, None, target, None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY,
+        # A bind mount's read-only flag can only be set by a remount of that bind (mount(2)). The
+        # source mount's nosuid/nodev/noexec/atime flags are kept: in a user namespace they are
+        # locked, and a remount that drops them fails with EPERM.
+        mount(rec, None, target, None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY | locked_flags(target),
               shell=f"mount -o remount,bind,ro {target}", op="remount ro")
 
 
-def mount_proc_sys(rec: Recorder, root: str) -> None:
+def locked_flags(path: str) -> int:
+    """The flags of the mount at path that a bind remount must repeat (statvfs(3) -> mount(2))."""
+    try:
+        f = os.statvfs(path).f_flag
+    except OSError:
+        return 0
+    out = 0
+    for st_bit, ms_bit in ((2, sc.MS_NOSUID), (4, sc.MS_NODEV), (8, sc.MS_NOEXEC), (1024, 1024), (2048, 2048),
+                           (4096, 1 << 21)):  # ST_NOATIME, ST_NODIRATIME, ST_RELATIME
+        if f & st_bit:
+            out |= ms_bit
+    return out
+
+
+def mount_proc_sys(rec: Recorder, root: str, bind_sys: bool = False) -> None:
     proc = os.path.join(root, "proc")
     os.makedirs(proc, exist_ok=True)
     # A fresh procfs shows the PID namespace of the mounting process: ours, as PID 1.
     mount(rec, "proc", proc, "proc", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
     sysd = os.path.join(root, "sys")
     os.makedirs(sysd, exist_ok=True)
+    if bind_sys:
+        # A user namespace may mount sysfs only for a network namespace it owns; with the host's
+        # network the host's /sys is bound instead, read-only (as runc does).
+        mount(rec, "/sys", sysd, None, sc.MS_BIND | sc.MS_REC, shell=f"mount --rbind /sys {sysd}", op="bind sys")
+        mount(rec, None, sysd, None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY | locked_flags(sysd),
+              shell=f"mount -o remount,bind,ro {sysd}", op="remount ro")
+        return
     # sysfs shows the network devices of the mounting process's network namespace.
     mount(rec, "sysfs", sysd, "sysfs", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC | sc.MS_RDONLY)
 
 
-def setup_dev(rec: Recorder, root: str, with_console: bool = True) -> None:
+def setup_dev(rec: Recorder, root: str, with_console: bool = True, bind_nodes: bool = False) -> None:
     dev = os.path.join(root, "dev")
     os.makedirs(dev, exist_ok=True)
     mount(rec, "tmpfs", dev, "tmpfs", sc.MS_NOSUID | sc.MS_STRICTATIME, "mode=755,size=65536k")
     for name, major, minor in DEV_NODES:
         path = os.path.join(dev, name)
+        if bind_nodes:
+            # In a user namespace mknod(2) of a device is refused (EPERM): bind the host's node.
+            with open(path, "a"):
+                pass
+            mount(rec, f"/dev/{name}", path, None, sc.MS_BIND, shell=f"mount --bind /dev/{name} {path}",
+                  op="bind device", mechanism="device")
+            continue
         with rec.step("device", "mknod", target=path, value=f"c {major}:{minor} 0666",
                       shell=f"mknod -m 666 {path} c {major} {minor}"):
             os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(major, minor))
@@ -199,6 +233,17 @@ def pivot(rec: Recorder, root: str) -> None:
         sc.pivot_root(".", ".")
     with rec.step("rootfs", "umount old root", target="/", value="MNT_DETACH", shell="umount -l /"):
         sc.umount2(".", sc.MNT_DETACH)
+    os.chdir("/")
+
+
+def chroot_into(rec: Recorder, root: str) -> None:
+    """chroot(2) instead of pivot_root: only the attack lab's weak "chroot" profile uses it, to show
+    why runtimes do not. The host's mounts stay in the container's mount namespace and a process
+    with CAP_SYS_CHROOT can climb out (chroot into a subdirectory, then chdir("..") from outside it).
+    """
+    os.chdir(root)
+    with rec.step("rootfs", "chroot", target=root, value=".", shell=f"cd {root} && chroot ."):
+        os.chroot(".")
     os.chdir("/")
 
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 import errno as errno_mod
 import json
 import os
-import platform
 import re
 import socket
 import struct
@@ -133,11 +132,11 @@ def validate_profile(obj: object, src: str = "(inline)") -> dict:
 
 
 def native_arch() -> str:
-    return MACHINE_ARCH.get(platform.machine(), "SCMP_ARCH_X86_64")
+    return MACHINE_ARCH.get(os.uname().machine, "SCMP_ARCH_X86_64")
 
 
 def kernel_version() -> tuple[int, int]:
-    m = re.match(r"(\d+)\.(\d+)", platform.release())
+    m = re.match(r"(\d+)\.(\d+)", os.uname().release)
     return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
 
 
@@ -366,17 +365,112 @@ class LibseccompBackend:
 
 @dataclass
 class Filter:
-    plan: Plan
-    backend: object
+    plan: Plan | None  # None when the program came from the cache (summary and errnos did too)
+    backend: object | None = None
     unknown: list[str] = field(default_factory=list)  # names this libseccomp/arch does not know
+    bpf: bytes | None = None  # the compiled program (struct sock_filter[])
+    log: bool = True
+    cached: bool = False
+    seccomp_nr: int = 317  # __NR_seccomp of the native arch
+    summary: dict = field(default_factory=dict)
+    errnos: dict = field(default_factory=dict)  # syscall -> errno of its own ERRNO rule
+    default_errno: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.plan is not None and not self.summary:
+            self.summary = self.plan.summary()
+            self.errnos = {r.name: r.errno for r in self.plan.rules if r.action == "SCMP_ACT_ERRNO" and not r.args}
+            self.default_errno = (self.plan.default_errno if self.plan.default_action == "SCMP_ACT_ERRNO"
+                                  else None)
+
+    def errno_for(self, name: str) -> int | None:
+        return self.errnos.get(name, self.default_errno)
 
     def load(self) -> None:
-        self.backend.load()
+        """In the container's process: the precompiled program straight to seccomp(2), as crun
+        does (compiling it here would cost ~30 ms in the child)."""
+        if self.bpf is not None:
+            load_bpf(self.bpf, self.log, self.seccomp_nr)
+        else:
+            self.backend.load()
 
     def describe(self) -> str:
-        s = self.plan.summary()
+        s = self.summary
+        n = f", {len(self.bpf) // 8} BPF instructions" if self.bpf else ""
         return (f"{s['rules']} rules, {s['allowed_syscalls']} syscalls allowed, default {s['default_action']}, "
-                f"arches {','.join(a.replace('SCMP_ARCH_', '').lower() for a in self.plan.arches)}, log")
+                f"arches {','.join(a.replace('SCMP_ARCH_', '').lower() for a in s['arches'])}"
+                f"{', log' if self.log else ''}{n}")
+
+
+SECCOMP_SET_MODE_FILTER = 1
+SECCOMP_FILTER_FLAG_LOG = 2
+
+
+def load_bpf(prog: bytes, log: bool = True, nr: int = 317) -> None:
+    """seccomp(SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_LOG, &(struct sock_fprog){len, filter})."""
+    import ctypes
+
+    class SockFprog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    buf = ctypes.create_string_buffer(prog, len(prog))
+    fprog = SockFprog(len(prog) // 8, ctypes.cast(buf, ctypes.c_void_p))
+    flags = SECCOMP_FILTER_FLAG_LOG if log else 0
+    if libc.syscall(ctypes.c_long(nr), ctypes.c_ulong(SECCOMP_SET_MODE_FILTER), ctypes.c_ulong(flags),
+                    ctypes.byref(fprog)) < 0:
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e))
+
+
+def _lib_id() -> str:
+    try:
+        p = os.path.realpath("/usr/lib/x86_64-linux-gnu/libseccomp.so.2")
+        return f"{p}:{os.stat(p).st_mtime_ns}"
+    except OSError:
+        return "libseccomp"
+
+
+def compile_plan(plan: Plan, log: bool = True, cache: Path | None = None) -> Filter:
+    """The filter as a BPF program, cached by the resolved rules."""
+    key = {"plan": [plan.default_action, plan.default_errno, plan.arches,
+                    [[r.name, r.action, r.errno, r.args] for r in plan.rules]]}
+    return load_or_compile(key, lambda: plan, log, cache)
+
+
+def load_or_compile(key_obj: dict, make_plan, log: bool = True, cache: Path | None = None) -> Filter:
+    """The filter for key_obj (what determines it: the profile, the capabilities, ...) from a
+    cache of compiled programs, else make_plan() compiled by libseccomp and stored there. A cache
+    hit costs one small file read: no JSON profile, no resolution, no libseccomp."""
+    import hashlib
+
+    key_src = json.dumps({**key_obj, "log": log, "lib": _lib_id(), "arch": native_arch(),
+                          "kernel": kernel_version()}, sort_keys=True, default=str)
+    key = hashlib.sha256(key_src.encode()).hexdigest()[:32]
+    path = (cache / f"{key}.json") if cache is not None else None
+    if path is not None:
+        try:
+            with open(path) as f:
+                m = json.load(f)
+            return Filter(None, None, m["unknown"], bytes.fromhex(m["bpf"]), log, True, m["nr"], m["summary"],
+                          m["errnos"], m["default_errno"])
+        except (OSError, ValueError, KeyError):
+            pass
+    flt = build(make_plan(), log=log)
+    flt.bpf = flt.backend.export("bpf")
+    flt.seccomp_nr = max(flt.backend.resolve("seccomp"), 0) or 317
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            with open(tmp, "w") as f:
+                json.dump({"bpf": flt.bpf.hex(), "unknown": flt.unknown, "nr": flt.seccomp_nr,
+                           "summary": flt.summary, "errnos": flt.errnos, "default_errno": flt.default_errno}, f)
+            os.rename(tmp, path)
+        except OSError:
+            pass
+    return flt
 
 
 def build(plan: Plan, backend=None, log: bool = True) -> Filter:
@@ -400,7 +494,7 @@ def build(plan: Plan, backend=None, log: bool = True) -> Filter:
         except Exception as e:
             raise InvalidArgument(f"seccomp: libseccomp refused the rule {rule.name} {rule.action_text()} "
                                   f"{rule.args or ''}: {e}") from None
-    return Filter(plan, b, unknown)
+    return Filter(plan, b, unknown, log=log)
 
 
 # ---- BPF disassembly (for `labtui seccomp show --format bpf`) ------------------------------------
@@ -540,7 +634,7 @@ class DenialWatcher:
     """
 
     def __init__(self, cid: str, name: str | None = None, session: int | None = None,
-                 plan: Plan | None = None, emit: bool = True, source: str = "auto") -> None:
+                 plan: Plan | Filter | None = None, emit: bool = True, source: str = "auto") -> None:
         self.cid = cid
         self.name = name
         self.session = session
@@ -625,8 +719,29 @@ class DenialWatcher:
                     out.append(msg.split("type=1326", 1)[1])
         return out
 
+    def _sessions(self) -> set[str]:
+        """This container's audit sessions: the supervisor's, and those of execs into it
+        (add_session), re-read only when that file changes."""
+        from engine import paths
+
+        path = paths.container_dir(self.cid) / "seccomp_sessions"
+        try:
+            mtime = os.stat(path).st_mtime_ns
+        except OSError:
+            mtime = 0
+        if mtime != getattr(self, "_sessions_mtime", None):
+            self._sessions_mtime = mtime
+            extra: set[str] = set()
+            if mtime:
+                try:
+                    extra = set(path.read_text().split())
+                except OSError:
+                    pass
+            self._session_set = extra | ({str(self.session)} if self.session is not None else set())
+        return self._session_set
+
     def _ours(self, rec: dict) -> bool:
-        if self.session is not None and rec.get("ses") == str(self.session):
+        if rec.get("ses") in self._sessions():
             return True
         if self.pidns is None:
             return False
@@ -648,7 +763,7 @@ class DenialWatcher:
                 continue
             name = syscall_name(rec["syscall"], rec.get("arch"))
             action = action_of_code(rec["code"])
-            if action == "SCMP_ACT_ERRNO" and self.plan is not None:
+            if action == "SCMP_ACT_ERRNO" and self.plan is not None:  # a Plan or a Filter
                 action = action_text(action, self.plan.errno_for(name))
             d = {"pid": rec["pid"], "syscall": name, "nr": rec["syscall"], "action": action,
                  "comm": rec.get("comm"), "exe": rec.get("exe"), "arch": rec.get("arch"), "ts": time.time()}
@@ -689,6 +804,18 @@ class DenialWatcher:
         if self.kmsg is not None:
             os.close(self.kmsg)
             self.kmsg = None
+
+
+def add_session(cid: str, session: int | None) -> None:
+    """Tell the container's DenialWatcher about another audit session of its processes (an exec)."""
+    if session is None:
+        return
+    from engine import paths
+
+    d = paths.container_dir(cid)
+    if d.is_dir():
+        with open(d / "seccomp_sessions", "a") as f:
+            f.write(f"{session}\n")
 
 
 def denial_stats(cid: str) -> dict:

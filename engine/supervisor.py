@@ -537,7 +537,8 @@ def _cstr(s: str) -> int:
 
 def become_supervisor() -> None:
     """Detach from the caller: own session and process group, stdio away from the terminal."""
-    os.setsid()
+    if os.getsid(0) != os.getpid():  # the exec'd form was started in a new session already
+        os.setsid()
     sc.prctl(sc.PR_SET_NAME, _cstr("labtui-sup"))
     devnull = os.open("/dev/null", os.O_RDWR)
     os.dup2(devnull, 0)

@@ -257,6 +257,20 @@ def container_info(cid: str) -> ContainerInfo:
                          _init_pid(c), gate_step=gate, config=c.config)
 
 
+def on_startup() -> None:
+    """What every labtui command does first (after a reboot: bring back `--restart always`).
+
+    The sweep starts containers, so while SPAWN_THROUGH_CLI holds it runs in a CLI child (any
+    command does it first; its output is not read)."""
+    fn = getattr(api, "on_startup", None)
+    if fn is None:
+        return
+    if SPAWN_THROUGH_CLI:
+        _cli("ps", "-q")
+    else:
+        fn()
+
+
 def resolve(ref: str) -> str:
     """A name, ID or ID prefix to the full ID."""
     return state.resolve(ref).id
@@ -296,9 +310,9 @@ def features() -> dict[str, bool]:
     return {
         "pause": hasattr(api, "pause") and hasattr(api, "unpause"),
         "exec": has_cli_command("exec"),
-        "checkpoint": hasattr(api, "checkpoint"),
+        "checkpoint": _checkpoint_fn("checkpoint") is not None,
         "attacks": _optional("engine.attacks") is not None,
-        "strace": hasattr(api, "strace_summary"),
+        "strace": _optional("engine.strace") is not None,
     }
 
 
@@ -362,11 +376,11 @@ def run_options(form: RunForm):
     err = io.StringIO()
     try:
         with contextlib.redirect_stderr(err):
-            args = cli.build_parser().parse_args(argv)
+            args = cli.build_parser().parse_args(argv)  # the whole parser: extensions add run flags
     except SystemExit:
         lines = [ln for ln in err.getvalue().splitlines() if ln.strip()]
         raise InvalidArgument(lines[-1] if lines else "invalid options") from None
-    return cli._opts(args)
+    return cli.opts_from_args(args)
 
 
 def create(form: RunForm) -> tuple[str, bool]:
@@ -375,8 +389,27 @@ def create(form: RunForm) -> tuple[str, bool]:
     return api.create(opts).id, bool(opts.gate)
 
 
+# True runs the verbs that spawn a supervisor as `labtui start/restore` child processes instead of
+# in-process. Not needed: engine.api.spawn_supervisor fork+execs the supervisor when the caller
+# has threads (this app). Kept as a switch for debugging the two paths against each other.
+SPAWN_THROUGH_CLI = False
+
+
+def _cli(*args: str) -> None:
+    """`labtui ARGS` in a child process; its error line becomes an EngineError."""
+    p = subprocess.run([sys.executable, "-m", "labtui.cli", *args], capture_output=True, text=True,
+                       stdin=subprocess.DEVNULL)
+    if p.returncode != 0:
+        lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+        raise EngineError((lines[-1] if lines else f"labtui {args[0]} exited {p.returncode}")
+                          .removeprefix("labtui: "), exit_code=p.returncode)
+
+
 def start(cid: str) -> None:
-    api.start(cid)
+    if SPAWN_THROUGH_CLI:
+        _cli("start", cid)
+    else:
+        api.start(cid)
 
 
 def stop(cid: str, timeout: float = 10) -> None:
@@ -388,7 +421,8 @@ def kill(cid: str, sig: str = "KILL") -> None:
 
 
 def restart(cid: str) -> None:
-    api.restart(cid)
+    api.stop(cid)
+    start(cid)
 
 
 def remove(cid: str) -> None:
@@ -406,18 +440,28 @@ def toggle_pause(cid: str) -> str:
     return "paused"
 
 
+def _checkpoint_fn(name: str) -> Callable | None:
+    return getattr(api, name, None) or getattr(_optional("engine.checkpoint"), name, None)
+
+
 def checkpoint(cid: str) -> str:
-    fn = getattr(api, "checkpoint", None)
+    """CRIU dump of the container (it stops); returns what was saved."""
+    fn = _checkpoint_fn("checkpoint")
     if fn is None:
         raise NotAvailable("checkpoint is not available yet")
-    return str(fn(cid) or "checkpointed")
+    out = fn(cid)
+    return f"saved checkpoint {out.get('name', '')}" if isinstance(out, dict) else "checkpointed"
 
 
 def restore(cid: str) -> str:
-    fn = getattr(api, "restore", None)
+    fn = _checkpoint_fn("restore")
     if fn is None:
         raise NotAvailable("restore is not available yet")
-    return str(fn(cid) or "restored")
+    if SPAWN_THROUGH_CLI and has_cli_command("restore"):
+        _cli("restore", cid)
+    else:
+        fn(cid)
+    return "restored"
 
 
 def shell_argv(cid: str) -> list[str]:
@@ -449,17 +493,16 @@ class Tail:
 
     def read(self) -> list[dict]:
         try:
-            f = open(self.path, "rb")
+            with open(self.path, "rb") as f:
+                st = os.fstat(f.fileno())
+                if st.st_ino != self.ino or st.st_size < self.pos:
+                    if self.ino is not None:
+                        self.pos, self.buf = 0, b""
+                    self.ino = st.st_ino
+                f.seek(self.pos)
+                chunk = f.read()
         except OSError:
-            return []
-        with f:
-            st = os.fstat(f.fileno())
-            if st.st_ino != self.ino or st.st_size < self.pos:
-                if self.ino is not None:
-                    self.pos, self.buf = 0, b""
-                self.ino = st.st_ino
-            f.seek(self.pos)
-            chunk = f.read()
+            return []  # not there (yet, or any more)
         self.pos += len(chunk)
         self.buf += chunk
         *lines, self.buf = self.buf.split(b"\n")
@@ -668,6 +711,7 @@ class SecurityView:
     seccomp: str = "?"
     seccomp_filters: str = "?"
     uids: str = ""
+    init_cap_eff: str = ""
     config: dict = field(default_factory=dict)
 
 
@@ -692,6 +736,7 @@ def security_view(cid: str) -> SecurityView:
         dropped=sorted(full - bnd), no_new_privs=st.get("NoNewPrivs", "?"),
         seccomp=SECCOMP_MODES.get(st.get("Seccomp", ""), st.get("Seccomp", "?")),
         seccomp_filters=st.get("Seccomp_filters", "-"), uids=st.get("Uid", ""),
+        init_cap_eff=_status_fields(init).get("CapEff", "") if main else "",
         config={k: c.config[k] for k in SECURITY_KEYS if k in c.config},
     )
 
@@ -1081,47 +1126,59 @@ def cgroup_view(cid: str) -> CgroupView:
 
 # ---- optional features: strace, attacks ------------------------------------------------------------------
 
-def strace_summary(cid: str) -> list[tuple[str, str]] | None:
-    """Per-syscall counts for the container when the engine records them; None until it does."""
-    fn = getattr(api, "strace_summary", None)
+@dataclass
+class StraceView:
+    """`strace -c`-style totals for the container (engine.strace), or why there are none."""
+
+    available: bool
+    message: str = ""
+    rows: list[dict] = field(default_factory=list)
+
+
+def strace_summary(cid: str) -> StraceView:
+    mod = _optional("engine.strace")
+    fn = getattr(mod, "summary", None) or getattr(api, "strace_summary", None)
     if fn is None:
-        return None
+        return StraceView(False, "not available yet: the engine does not record system calls")
     try:
-        data = fn(cid)
-    except ERRORS:
-        return None
-    if isinstance(data, dict):
-        return [(str(k), str(v)) for k, v in data.items()]
-    return [(str(r[0]), " ".join(str(x) for x in r[1:])) for r in data or []]
+        rows = fn(cid)
+    except ERRORS as e:
+        return StraceView(True, str(e))
+    return StraceView(True, "", [r for r in rows or [] if isinstance(r, dict)])
 
 
-def attacks() -> list[tuple[str, str]] | None:
-    """(name, description) of each attack in engine.attacks, or None when there is no attack lab."""
+@dataclass
+class AttackInfo:
+    name: str
+    title: str = ""
+    cve: str = ""
+    technique: str = ""
+    weak: str = ""
+    stops_it: str = ""
+
+
+def attacks() -> list[AttackInfo] | None:
+    """The attack lab's catalogue (engine.attacks), or None when this build has no attack lab."""
     mod = _optional("engine.attacks")
     if mod is None:
         return None
-    items: object = None
-    for attr in ("list_attacks", "ATTACKS", "CATALOG", "REGISTRY"):
-        val = getattr(mod, attr, None)
-        if val is not None:
-            items = val() if callable(val) else val
-            break
-    if isinstance(items, dict):
-        items = [{"name": k, "description": v if isinstance(v, str) else _describe(v)} for k, v in items.items()]
-    return [(_name(a), _describe(a)) for a in (items or [])]
+    if hasattr(mod, "catalogue"):
+        out = []
+        for a in mod.catalogue():
+            info = a.info() if hasattr(a, "info") else {"name": getattr(a, "name", str(a))}
+            out.append(AttackInfo(str(info.get("name", "?")), str(info.get("title") or ""), str(info.get("cve") or ""),
+                                  str(info.get("technique") or ""), str(info.get("weak") or ""),
+                                  str(info.get("default_mitigation") or "")))
+        return out
+    return [AttackInfo(str(n)) for n in getattr(mod, "names", list)()]
 
 
-def _name(a: object) -> str:
-    if isinstance(a, dict):
-        return str(a.get("name") or a.get("id") or "?")
-    return str(getattr(a, "name", None) or getattr(a, "id", None) or a)
-
-
-def _describe(a: object) -> str:
-    if isinstance(a, dict):
-        return str(a.get("description") or a.get("title") or "")
-    doc = getattr(a, "description", None) or getattr(a, "title", None) or getattr(a, "__doc__", None) or ""
-    return str(doc).strip().splitlines()[0] if doc else ""
+def run_attack(name: str, profile: str) -> dict:
+    """Run one attack under "weak" or "default" (real containers; takes seconds)."""
+    mod = _optional("engine.attacks")
+    if mod is None or not hasattr(mod, "run"):
+        raise NotAvailable("the attack lab is not available yet")
+    return dict(mod.run(name, profile))
 
 
 def mechanisms() -> tuple[str, ...]:

@@ -8,6 +8,7 @@ the global keys and command-palette entries.
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Iterable
 
 from textual import work
@@ -27,6 +28,7 @@ from labtui.screens.help import HelpScreen
 
 EVENTS_TICK = 0.25
 MAX_ALERTS = 500
+REPEAT_AFTER = 30.0
 
 
 class LabApp(App):
@@ -44,6 +46,7 @@ class LabApp(App):
     def __init__(self) -> None:
         super().__init__()
         self.alerts: list[dict] = []
+        self._notified: dict[tuple[str, str], float] = {}
 
     def on_mount(self) -> None:
         self.push_screen(DashboardScreen())
@@ -56,7 +59,11 @@ class LabApp(App):
         self.post_message(EventsArrived(tail.read(), historic=True))
         while not worker.is_cancelled:
             worker.cancelled_event.wait(EVENTS_TICK)
-            events = tail.read()
+            try:
+                events = tail.read()
+            except Exception as e:  # noqa: BLE001 - try again next tick
+                self.log.warning(f"reading the event stream: {e}")
+                continue
             if events:
                 self.post_message(EventsArrived(events))
 
@@ -67,9 +74,19 @@ class LabApp(App):
         self.alerts = (self.alerts + fresh)[-MAX_ALERTS:]
         if not message.historic:  # old alerts go to the list, not in the student's face
             for ev in fresh:
-                self.notify(alerts.describe(ev), title=alerts.title(ev), severity=alerts.severity(ev), timeout=8)
+                self.pop_up(ev)
         if isinstance(self.screen, AlertsScreen):
             self.screen.post_message(AlertsChanged())
+
+    def pop_up(self, ev: dict) -> None:
+        """A notification, at most one per container and kind of alert every REPEAT_AFTER seconds (a
+        throttled busy loop raises one alert per episode; the list keeps them all)."""
+        key = (str(ev.get("container")), alerts.title(ev))
+        now = time.monotonic()
+        if now - self._notified.get(key, -REPEAT_AFTER) < REPEAT_AFTER:
+            return
+        self._notified[key] = now
+        self.notify(alerts.describe(ev), title=alerts.title(ev), severity=alerts.severity(ev), timeout=8)
 
     # -- global actions and the command palette ----------------------------------------------------
 

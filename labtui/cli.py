@@ -216,7 +216,8 @@ def open_app() -> int:
 
 # ---- commands ------------------------------------------------------------------------------------
 
-def _opts(args: argparse.Namespace):
+def opts_from_args(args: argparse.Namespace):
+    """RunOptions from parsed `run`/`create` arguments (also used by the app's run form)."""
     from engine.spec import RunOptions
 
     command = list(args.command)
@@ -238,7 +239,7 @@ def _opts(args: argparse.Namespace):
 def cmd_create(args: argparse.Namespace) -> int:
     from engine import api
 
-    c = api.create(_opts(args))
+    c = api.create(opts_from_args(args))
     print(c.id)
     return 0
 
@@ -246,7 +247,7 @@ def cmd_create(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from engine import api
 
-    opts = _opts(args)
+    opts = opts_from_args(args)
     c = api.create(opts)
     if opts.detach:
         try:

@@ -12,7 +12,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 
 from labtui.messages import AlertsChanged
 
-ALWAYS = {"alert", "oom", "crash", "restarted", "health_status"}
+ALWAYS = {"alert", "oom", "crash", "restarted", "health_status", "seccomp_denied"}
 
 
 def is_alert(ev: dict) -> bool:
@@ -49,6 +49,8 @@ def describe(ev: dict) -> str:
         return f"{who}: died{sig}, exit code {ev.get('exit_code', '?')} ({ev.get('reason', 'unexpected')})"
     if kind == "restarted":
         return f"{who}: restarted (restart #{ev.get('restart_count', '?')})"
+    if kind == "seccomp_denied":
+        return f"{who}: seccomp refused {ev.get('syscall', '?')} to pid {ev.get('pid', '?')} ({ev.get('comm', '?')})"
     if kind == "health_status":
         return f"{who}: health is now {ev.get('status', '?')}"
     return f"{who}: {ev.get('alert') or kind}"
@@ -62,6 +64,7 @@ def title(ev: dict) -> str:
 class AlertsScreen(Screen):
     """Every alert seen since the app started, plus those already in the event stream."""
 
+    SUB_TITLE = "alerts"
     BINDINGS = [Binding("escape", "back", "Back")]
 
     def compose(self) -> ComposeResult:
@@ -71,7 +74,6 @@ class AlertsScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.sub_title = "alerts"
         table = self.query_one("#alerts", DataTable)
         for key, label in (("time", "TIME"), ("kind", "ALERT"), ("what", "WHAT")):
             table.add_column(label, key=key)

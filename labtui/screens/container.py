@@ -14,8 +14,9 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.css.query import NoMatches
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
+from textual.widgets import DataTable, Footer, Header, Log, Static, TabbedContent, TabPane
 from textual.worker import get_current_worker
 
 from labtui import adapter
@@ -78,6 +79,7 @@ class ContainerScreen(Screen):
     def __init__(self, cid: str, tab: str = "steps") -> None:
         super().__init__()
         self.cid = cid
+        self.sub_title = f"container {cid[:12]}"  # set once: a title changed while closing upsets Header
         self.initial_tab = tab
         self.active_tab = tab
         self._snapshot_now = True
@@ -92,15 +94,17 @@ class ContainerScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.sub_title = self.cid[:12]
         self.call_after_refresh(self.focus_panel, self.initial_tab)
         self.feed()
 
     def focus_panel(self, tab: str) -> None:
-        """Focus the tab's first focusable widget, so its keys (m, n, h, c...) work at once."""
+        """Focus the tab's table (or log, or first focusable widget): arrows, PgUp/PgDn and
+        ctrl+Home/ctrl+End then move through what the tab shows."""
         for panel in self.query(Panel):
             if panel.TAB_ID == tab:
-                target = next((w for w in panel.query("*") if w.focusable), None)
+                focusable = [w for w in panel.query("*") if w.focusable]
+                target = next((w for w in focusable if isinstance(w, DataTable | Log)), None)
+                target = target or (focusable[0] if focusable else None)
                 if target is not None:
                     target.focus()
 
@@ -115,7 +119,11 @@ class ContainerScreen(Screen):
         next_snapshot = 0.0
         while not worker.is_cancelled:
             for tail, message in tails:
-                records = tail.read()
+                try:
+                    records = tail.read()
+                except Exception as e:  # noqa: BLE001 - a stream that cannot be read this tick
+                    records = []
+                    self.log.warning(f"reading {tail.path}: {e}")
                 if records:
                     self.post_message(message(records))
             now = time.monotonic()
@@ -149,13 +157,15 @@ class ContainerScreen(Screen):
     def on_panel_data(self, message: PanelData) -> None:
         if message.tab == "info" and isinstance(message.data, adapter.ContainerInfo):
             self.query_one("#ctr-title", Static).update(title_text(message.data))
-            self.sub_title = message.data.name
         elif message.tab == "error":
             self.notify(str(message.data), title="reading failed", severity="warning")
         else:
             for panel in self.query(Panel):
                 if panel.TAB_ID == message.tab:
-                    panel.show(message.data)
+                    try:
+                        panel.show(message.data)
+                    except NoMatches:
+                        pass  # the panel is still mounting: the next snapshot comes in a second
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         if event.tabbed_content.id == "tabs" and event.pane.id:

@@ -49,6 +49,7 @@ def facts_text(facts: dict[str, str], rows: list[adapter.ContainerRow]) -> Text:
 
 
 class DashboardScreen(Screen):
+    SUB_TITLE = "containers"
     BINDINGS = [
         Binding("n", "run", "Run"),
         Binding("s", "stop", "Stop"),
@@ -77,13 +78,16 @@ class DashboardScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.sub_title = "containers"
         self.query_one(ContainersTable).focus()
         self.poll()
 
     @work(thread=True, exclusive=True, group="dashboard-poll")
     def poll(self) -> None:
         worker = get_current_worker()
+        try:
+            adapter.on_startup()
+        except adapter.ERRORS as e:
+            self.log.warning(f"startup sweep failed: {e}")
         self.post_message(HostFacts(adapter.host_facts()))
         sampler = adapter.Sampler()
         while not worker.is_cancelled:
@@ -120,7 +124,7 @@ class DashboardScreen(Screen):
             self.notify("No container selected.", severity="warning", timeout=3)
         return cid
 
-    def _name(self, cid: str) -> str:
+    def _label_of(self, cid: str) -> str:
         row = self.query_one(ContainersTable).rows_by_id.get(cid)
         return row.name if row else cid[:12]
 
@@ -143,7 +147,7 @@ class DashboardScreen(Screen):
         cid = self.selected()
         if cid is None:
             return
-        self.notify(f"{verb} {self._name(cid)}…", timeout=2)
+        self.notify(f"{verb} {self._label_of(cid)}…", timeout=2)
         run_in_background(self, verb, cid, lambda: fn(cid))
 
     def action_start(self) -> None:
@@ -176,7 +180,7 @@ class DashboardScreen(Screen):
             if yes:
                 run_in_background(self, "remove", cid, lambda: adapter.remove(cid))
 
-        self.app.push_screen(ConfirmScreen(f"Remove {self._name(cid)}? A running container is killed first."),
+        self.app.push_screen(ConfirmScreen(f"Remove {self._label_of(cid)}? A running container is killed first."),
                              answered)
 
     def action_run(self) -> None:
@@ -220,5 +224,5 @@ class DashboardScreen(Screen):
             self.notify(message.message, title=f"{message.action} failed", severity="error")
             return
         what = message.result if isinstance(message.result, str) and message.action != "run" else "done"
-        target = self._name(message.container or str(message.result))
+        target = self._label_of(message.container or str(message.result))
         self.notify(f"{message.action} {target}: {what}", timeout=3)

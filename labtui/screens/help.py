@@ -42,6 +42,7 @@ the engine's own records; nothing is simulated. Closing the app never stops a co
 | `1`..`0` | Steps, Namespaces, cgroups, IPC, Network, Security, Processes, Logs, Timeline, strace |
 | `escape` | back to the dashboard |
 | `S` `s` `k` | start, stop, kill this container |
+| `ctrl+end` | Steps: jump to the last step; new steps are followed while you stay there |
 | `m` | Steps: next mechanism filter |
 | `n` / `N` | Steps: let the next gated step (10 steps) go, for a container run with the step gate |
 | `h` / `c` / `x` | IPC: create a shm segment on the host / in the container; drop the host ones |

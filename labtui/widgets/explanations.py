@@ -94,6 +94,43 @@ EXPLAIN: dict[tuple[str, str], str] = {
         "writing a PID to cgroup.procs moves that process into the group."),
     ("cgroup", "rmdir"): "rmdir removes an empty control group (it fails with EBUSY while tasks remain).",
     ("cgroup", "skip"): "A limit this kernel or cgroup layout cannot enforce; the engine says so and goes on.",
+    ("capability", "prctl PR_CAPBSET_DROP"): (
+        "prctl(PR_CAPBSET_DROP) removes a capability from the bounding set: no process in the container "
+        "can ever regain it, not even root executing a setuid-root or file-capability binary."),
+    ("capability", "prctl PR_CAP_AMBIENT_CLEAR_ALL"): (
+        "Clears the ambient set, so no capability survives execve of an ordinary program by itself."),
+    ("capability", "drop all (init)"): (
+        "The container's init (PID 1 inside) gives up every capability: it only forwards signals and "
+        "reaps zombies, so a compromised init is worth nothing."),
+    ("cgroup", "write devices"): (
+        "The devices controller's allowlist (devices.allow / devices.deny, or a BPF program on v2) decides "
+        "which device numbers the container may open or mknod, whatever its capabilities."),
+    ("process", "close-on-exec fds >= 3"): (
+        "Every inherited file descriptor above stderr is marked close-on-exec, so no host file, socket "
+        "or directory leaks into the container's command (the 'leaked fd' escape)."),
+    ("process", "verify cwd"): (
+        "The working directory is checked to be inside the new root: a cwd left on the host's tree "
+        "would be a way out (CVE-2024-21626)."),
+    ("process", "setuid"): "setuid(2)/setgid(2): the process drops to the configured user before execve.",
+    ("process", "setgroups"): "setgroups(2) sets the supplementary groups (often to none) before dropping privileges.",
+    ("process", "fork"): "fork(2): a new process, here for exec's helper inside the container's namespaces.",
+    ("process", "clone"): "clone(2) of a process inside the container (exec), already in its namespaces.",
+    ("process", "sched_setscheduler"): "sched_setscheduler(2) sets the scheduling policy of the container's process.",
+    ("process", "setpriority"): "setpriority(2) sets the nice value of the container's processes.",
+    ("rootfs", "chroot"): (
+        "chroot(2) only changes the root for path lookup; unlike pivot_root it leaves the old tree "
+        "mounted, which is why a chroot alone can be escaped."),
+    ("seccomp", "build filter"): (
+        "The seccomp BPF program is compiled in the supervisor, before fork: the child only loads it."),
+    ("seccomp", "audit session"): "Seccomp denials are watched (audit / notification) and turned into events.",
+    ("userns", "setresuid/setresgid"): (
+        "Inside the user namespace the process becomes uid/gid 0, which maps to an unprivileged ID on the host."),
+    ("userns", "chown"): "Files are chowned to the shifted (mapped) owner so root inside owns them.",
+    ("userns", "chmod"): "Permissions are adjusted for the shifted owner of the container's files.",
+    ("userns", "copy layer (shifted owners)"): (
+        "An image layer is copied with every owner shifted by the mapping's offset, so IDs inside match "
+        "the files (what idmapped mounts do without copying)."),
+    ("checkpoint", "criu check"): "criu check: does this kernel support everything checkpoint/restore needs?",
     ("capability", "drop"): (
         "Capabilities split root's power into ~40 bits. Dropping one from the bounding set means no "
         "process in the container can ever regain it, even by executing a setuid binary."),

@@ -34,6 +34,9 @@ def security_text(view: adapter.SecurityView) -> Text:
     t.append("dropped from the bounding set: ", style="bold")
     t.append((" ".join(n.removeprefix("cap_") for n in view.dropped) or "none (full root power)") + "\n",
              style="" if view.dropped else "yellow")
+    if view.init_cap_eff and view.init_cap_eff != view.caps[0].hex:
+        t.append("the container's init (PID 1 inside): ", style="bold")
+        t.append(f"CapEff {view.init_cap_eff}, {len(adapter.decode_caps(view.init_cap_eff))} caps\n")
     t.append("NoNewPrivs: ", style="bold")
     t.append(f"{view.no_new_privs}  ")
     t.append("Seccomp: ", style="bold")

@@ -76,7 +76,8 @@ class StepsPanel(Panel):
 
     def add_steps(self, steps: list[dict]) -> None:
         table = self.query_one("#steps-table", DataTable)
-        follow = table.row_count == 0 or table.cursor_row >= table.row_count - 1
+        # Follow new steps only when the reader sits on the last one; the history loads at the top.
+        follow = table.row_count > 0 and table.cursor_row >= table.row_count - 1
         start = len(self.steps)
         self.steps.extend(steps)
         for i, step in enumerate(steps, start):

@@ -11,6 +11,7 @@ from textual.widgets import DataTable, Log, Static
 
 from labtui import adapter
 from labtui.widgets.panel import Panel
+from labtui.widgets.tables import sync_table
 
 EVENT_KEYS_SHOWN = ("ts", "type", "container", "name")
 
@@ -21,7 +22,7 @@ class LogsPanel(Panel):
     POLLED = False
 
     def compose(self) -> ComposeResult:
-        yield Log(id="logs", max_lines=5000, auto_scroll=True)
+        yield Log(id="log-view", max_lines=5000, auto_scroll=True)
 
     def add_records(self, records: list[dict]) -> None:
         lines: list[str] = []
@@ -30,7 +31,7 @@ class LogsPanel(Panel):
             text = str(rec.get("log", ""))
             lines += [prefix + ln for ln in text.rstrip("\n").split("\n")] if text else []
         if lines:
-            self.query_one("#logs", Log).write_lines(lines)
+            self.query_one("#log-view", Log).write_lines(lines)
 
 
 def event_details(ev: dict) -> str:
@@ -43,20 +44,24 @@ class TimelinePanel(Panel):
     POLLED = False
 
     def compose(self) -> ComposeResult:
-        yield DataTable(id="timeline", cursor_type="row")
+        yield DataTable(id="timeline-table", cursor_type="row")
 
     def on_mount(self) -> None:
-        table = self.query_one("#timeline", DataTable)
+        table = self.query_one("#timeline-table", DataTable)
         for key, label in (("time", "TIME"), ("type", "EVENT"), ("details", "DETAILS")):
             table.add_column(label, key=key)
 
     def add_events(self, events: list[dict]) -> None:
-        table = self.query_one("#timeline", DataTable)
+        table = self.query_one("#timeline-table", DataTable)
         for ev in events:
             ts = time.strftime("%H:%M:%S", time.localtime(float(ev.get("ts", 0))))
             kind = str(ev.get("type", "?"))
             style = "bold red" if kind in ("died", "oom", "alert") else ""
             table.add_row(ts, Text(kind, style=style), event_details(ev))
+
+
+STRACE_COLUMNS = (("name", "SYSCALL"), ("calls", "CALLS"), ("errors", "ERRORS"), ("percent", "% TIME"),
+                  ("usecs_per_call", "USECS/CALL"))
 
 
 class StracePanel(Panel):
@@ -69,22 +74,27 @@ class StracePanel(Panel):
 
     def on_mount(self) -> None:
         table = self.query_one("#strace-table", DataTable)
-        table.add_column("SYSCALL", key="name")
-        table.add_column("CALLS / ERRORS / TIME", key="stats")
+        for key, label in STRACE_COLUMNS:
+            table.add_column(label, key=key)
 
     @classmethod
     def fetch(cls, cid: str) -> object:
         return adapter.strace_summary(cid)
 
     def show(self, data: object) -> None:
-        note = self.query_one("#strace-note", Static)
-        table = self.query_one("#strace-table", DataTable)
-        if data is None:
-            note.update(Text("strace summary: not available yet (the engine does not record system-call counts "
-                             "for containers). Until then: strace -c -f -p <host PID> from a host shell.",
-                             style="yellow"))
+        if not isinstance(data, adapter.StraceView):
             return
-        note.update(Text("system calls made by the container's processes", style="dim"))
-        table.clear()
-        for name, stats in data:  # type: ignore[union-attr]
-            table.add_row(name, stats)
+        note = self.query_one("#strace-note", Static)
+        if not data.available or data.message:
+            note.update(Text(f"strace summary: {data.message}", style="yellow"))
+        else:
+            note.update(Text("system calls of the container's processes, traced from the host by strace -f "
+                             "(labtui run --strace, or labtui trace NAME)", style="dim"))
+        rows = [(str(r.get("name")), tuple(fmt(r.get(k)) for k, _ in STRACE_COLUMNS)) for r in data.rows]
+        sync_table(self.query_one("#strace-table", DataTable), rows)
+
+
+def fmt(value: object) -> str:
+    if value is None:
+        return ""
+    return f"{value:.2f}" if isinstance(value, float) else str(value)

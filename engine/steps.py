@@ -60,6 +60,7 @@ class Recorder:
         }
         rec.update(extra)
         if self.gate is not None:
+            rec["gated"] = True  # held until a reader let it go
             self.gate(rec)
         rec["ts"] = time.time()
         t0 = time.perf_counter()

@@ -242,6 +242,7 @@ class Supervisor:
         step = {"mechanism": "namespace", "op": "clone", "target": "init",
                 "value": sc.flags_names(flags) + "|SIGCHLD", "shell": shell, "container": self.cid}
         if self.gate is not None:
+            step["gated"] = True
             self.gate(step)
         step["ts"] = time.time()
         t0 = time.perf_counter()

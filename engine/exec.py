@@ -51,11 +51,11 @@ import termios
 import threading
 import time
 import tty as tty_mod
-from dataclasses import dataclass, field
 
 from engine import events, init, rootfs, security, state
 from engine import syscalls as sc
 from engine.errors import Conflict, EngineError, InvalidArgument, StepError
+from engine.record import dataclass, field
 from engine.state import Container
 from engine.steps import Recorder, container_recorder
 

@@ -1,7 +1,9 @@
 """The container's side: set up the namespaces' contents, then be PID 1 (runs in the cloned child).
 
 Sync points with the supervisor (numbered as in crun):
-  (1) child: wait for "go" — the supervisor has put it in its cgroup and wired its network;
+  (1) child: wait for "go" — the supervisor has put it in its cgroup and wired its network
+      (the root filesystem is built before this wait, in parallel, unless the user namespace's
+      maps or the step gate require waiting first);
   (2) child: every step goes up the channel as it is performed (and waits for "go" per step
       when the step gate is on);
   (3) main process: sends "exec" and calls execve; the channel is O_CLOEXEC, so the supervisor
@@ -16,11 +18,11 @@ import signal
 import sys
 import termios
 import time
-from dataclasses import dataclass, field
 
 from engine import namespaces, rootfs, sched, security, userns
 from engine import syscalls as sc
 from engine.errors import EngineError, StepError
+from engine.record import dataclass, field
 from engine.steps import Recorder
 
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
@@ -102,9 +104,20 @@ def child_main(plan: ChildPlan) -> None:
         close_other_fds(keep)
         gate = chan.gate if plan.config.get("gate") else None
         rec = Recorder(plan.container_id, chan.step_sink, gate)
-        chan.wait_go()  # (1)
-        userns.enter(rec, plan.config)  # --userns=private: the maps are written; become its root
+        # The root filesystem needs nothing from the supervisor's side (cgroup, network), so it
+        # is built while the supervisor works, unless the user namespace's maps must come first
+        # (mounts in it need them) or the step gate wants one step at a time.
+        early = gate is None and not userns.is_private(plan.config)
+        if not early:
+            chan.wait_go()  # (1)
+            userns.enter(rec, plan.config)  # --userns=private: the maps are written; become its root
         setup_container(rec, plan, chan)
+        if early:
+            chan.wait_go()  # (1)
+        if plan.config.get("cgroupns", True):
+            # Only now: a cgroup namespace's root is the cgroup its creator is in when it is
+            # made (cgroup_namespaces(7)), and the supervisor has just put us in ours.
+            namespaces.unshare(rec, sc.CLONE_NEWCGROUP)
         code = run_init(rec, plan, chan)
     except StepError as e:
         chan.send({"t": "error", "message": str(e), "exit_code": 125, "step": e.step})
@@ -118,8 +131,6 @@ def child_main(plan: ChildPlan) -> None:
 
 def setup_container(rec: Recorder, plan: ChildPlan, chan: Channel) -> None:
     cfg = plan.config
-    if cfg.get("cgroupns", True):
-        namespaces.unshare(rec, sc.CLONE_NEWCGROUP)
     rootfs.make_private(rec)
     root = plan.merged
     in_userns = userns.is_private(cfg)

@@ -30,10 +30,10 @@ import re
 import socket
 import struct
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.errors import InvalidArgument
+from engine.record import dataclass, field
 
 DEFAULT_PROFILE = Path(__file__).with_name("seccomp_default.json")
 

@@ -22,11 +22,11 @@ nothing between it and execve runs filtered.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 
 from engine import capabilities as caps_mod
 from engine import syscalls as sc
 from engine.errors import EngineError, InvalidArgument
+from engine.record import dataclass, field
 from engine.steps import Recorder
 
 # docker's defaults (moby oci/defaults.go), REFERENCE "Security defaults".
@@ -450,7 +450,7 @@ def finish_denials() -> None:
     dw.poll()
     # The kernel's audit thread sends a record a moment after the call: a call made just before
     # exit may still be on its way. Wait briefly for it (only if nothing is there already).
-    if dw.fileno() >= 0 and select.select([dw.fileno()], [], [], 0.005)[0]:
+    if dw.fileno() >= 0 and select.select([dw.fileno()], [], [], 0.002)[0]:
         dw.poll()
     dw.close()
 

@@ -220,7 +220,10 @@ class Supervisor:
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
             return self.fail(str(e), 125, pid), False
-        os.write(go_w, b"g")  # (1)
+        try:
+            os.write(go_w, b"g")  # (1)
+        except BrokenPipeError:
+            pass  # the child failed while building its root, before waiting: its error is queued
         error, exec_msg = self.follow_child(chan_r, go_w)
         os.close(go_w)
         if error:
@@ -289,7 +292,10 @@ class Supervisor:
                 elif t == "gate":
                     if self.gate is not None:
                         self.gate(msg["step"])
-                    os.write(go_w, b"g")
+                    try:
+                        os.write(go_w, b"g")
+                    except BrokenPipeError:
+                        pass  # the child is gone; its error (if any) is read next
                 elif t == "console":
                     self.receive_console()
                 elif t == "exec":

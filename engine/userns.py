@@ -30,11 +30,11 @@ import fcntl
 import os
 import shutil
 import stat
-from dataclasses import dataclass
 from pathlib import Path
 
 from engine import paths
 from engine.errors import EngineError, InvalidArgument
+from engine.record import dataclass
 from engine.steps import Recorder
 
 SUBID_NAME = "labtui"

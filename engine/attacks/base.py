@@ -16,11 +16,11 @@ import shutil
 import signal
 import time
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine import paths
 from engine.errors import EngineError
+from engine.record import dataclass, field
 
 PROFILES = ("weak", "default")
 

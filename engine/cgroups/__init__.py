@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+import time
 
 from engine.cgroups.alerts import AlertWatcher
 from engine.cgroups.base import (
@@ -34,11 +34,15 @@ from engine.cgroups.v2 import V2Driver
 from engine.errors import EngineError
 from engine.steps import Recorder, null_recorder
 
+TYPE_CHECKING = False  # typing itself costs ~3 ms to import; annotations are strings here
+if TYPE_CHECKING:
+    from typing import Any
+
 __all__ = [
     "DEFAULT_PARENT", "DEFAULT_ROOT", "PARENT_ENV", "AlertWatcher", "CgroupDriver", "CgroupFS",
     "Layout", "Limits", "NullDriver", "V1Driver", "V2Driver", "cgroup_parent", "cpu_percent",
-    "detect", "get_driver", "is_frozen_for", "limits_from_options", "memory_percent", "parse_size", "read_stats",
-    "shares_to_weight", "validate",
+    "detect", "get_driver", "host_layout", "is_frozen_for", "limits_from_options", "memory_percent", "parse_size",
+    "read_stats", "shares_to_weight", "validate",
 ]
 
 
@@ -60,7 +64,7 @@ def get_driver(
     overrides LABTUI_CGROUP_PARENT (e.g. the parent recorded when the container was created).
     """
     if layout is None:
-        layout = detect(root=None if os.path.normpath(root) == DEFAULT_ROOT else root)
+        layout = host_layout() if os.path.normpath(root) == DEFAULT_ROOT else detect(root=root)
     else:
         layout = layout.rebased(root)
     kind = force or {"unified": "v2", "legacy": "v1", "hybrid": "v1"}.get(layout.kind)
@@ -77,6 +81,24 @@ def get_driver(
     if kind is not None:
         raise EngineError(f"unknown cgroup driver {force!r}: expected 'v1' or 'v2'")
     return NullDriver(container_id, rec, reason="no cgroup filesystem is mounted")
+
+
+LAYOUT_TTL = 2.0  # seconds a detected host layout is reused
+_host_layout: tuple[float, Layout] | None = None
+
+
+def host_layout() -> Layout:
+    """detect() of this host, reused for LAYOUT_TTL seconds.
+
+    A stats tick makes a driver per container; parsing /proc/self/mountinfo for each one was a
+    quarter of the tick. Cgroup mounts do not change under a running runtime (runc reads them
+    once per process); the short TTL still lets a long-running app notice if they ever do.
+    """
+    global _host_layout
+    now = time.monotonic()
+    if _host_layout is None or now - _host_layout[0] > LAYOUT_TTL:
+        _host_layout = (now, detect())
+    return _host_layout[1]
 
 
 def _writable(layout: Layout, kind: str) -> bool:

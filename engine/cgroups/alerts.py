@@ -22,10 +22,10 @@ import contextlib
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from engine.cgroups.base import CgroupDriver
 from engine.cgroups.stats import read_file, read_int, read_keyed
+from engine.record import dataclass
 
 Emit = Callable[[dict], None]
 QUIET_CHECKS = 4  # checks without a rise that end a throttling / pids episode

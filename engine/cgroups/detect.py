@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+
+from engine.record import asdict, dataclass, field
 
 DEFAULT_ROOT = "/sys/fs/cgroup"
 

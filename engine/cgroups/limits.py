@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import asdict, dataclass, fields, replace
-from decimal import Decimal, InvalidOperation
 
 from engine.errors import InvalidArgument
+from engine.record import asdict, dataclass, fields, replace
 
 MiB = 1024 * 1024
 MIN_MEMORY = 6 * MiB  # docker: "Minimum memory limit allowed is 6MB"
@@ -88,6 +87,8 @@ def parse_size(text: str | int, option: str = "--memory") -> int:
         if not m:
             raise _bad(option, text, "expected a positive number with an optional unit "
                        "b, k, m or g (e.g. 64m, 1g, 512k, 1024)")
+        from decimal import Decimal  # exact "1.5g"; imported only when a size is given
+
         n = int(Decimal(m.group(1)) * _UNITS[m.group(2).lower() if m.group(2) else None])
     if n <= 0:
         raise _bad(option, text, "must be greater than 0")
@@ -102,6 +103,8 @@ def parse_memory_swap(text: str | int, option: str = "--memory-swap") -> int:
 
 
 def parse_cpus(text: str | float, option: str = "--cpus") -> float:
+    from decimal import Decimal, InvalidOperation
+
     try:
         d = Decimal(str(text).strip())
     except InvalidOperation:
@@ -234,6 +237,8 @@ def format_cpu_list(cpus: list[int]) -> str:
 
 def cpu_quota(cpus: float, period: int = CPU_PERIOD_US) -> tuple[int, int]:
     """(quota_us, period_us) for --cpus: docker's NanoCPUs * period / 1e9, without float drift."""
+    from decimal import Decimal
+
     return int((Decimal(str(cpus)) * period).to_integral_value()), period
 
 

@@ -16,9 +16,9 @@ import socket
 import threading
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 
 from engine.errors import Conflict, InvalidArgument
+from engine.record import dataclass
 
 DEFAULT_HOST_IP = "0.0.0.0"  # docker's default: every host address (documented in networking.md)
 PROTOS = ("tcp", "udp")

@@ -23,11 +23,18 @@ def test_a_start_yields_namespace_mount_pivot_exec_in_order():
     labtui("wait", cid)
     steps = steps_of(cid)
     ops = [(s["mechanism"], s["op"]) for s in steps]
-    want = [("namespace", "clone"), ("namespace", "unshare"), ("mount", "make-rprivate"),
-            ("rootfs", "mount overlay"), ("mount", "mount"), ("rootfs", "pivot_root"),
-            ("rootfs", "umount old root"), ("uts", "sethostname"), ("exec", "execve")]
-    idx = [ops.index(w) for w in want]
-    assert idx == sorted(idx), ops
+    want = [("namespace", "clone"), ("mount", "make-rprivate"), ("rootfs", "mount overlay"), ("mount", "mount"),
+            ("rootfs", "pivot_root"), ("rootfs", "umount old root"), ("uts", "sethostname"),
+            ("namespace", "unshare"), ("exec", "execve")]
+    # The order in which they happened: the child builds its root while the supervisor sets up
+    # the cgroup, so seq (the order the supervisor wrote them) interleaves differently from ts.
+    by_time = sorted(steps, key=lambda s: s["ts"])
+    ops_t = [(s["mechanism"], s["op"]) for s in by_time]
+    idx = [ops_t.index(w) for w in want]
+    assert idx == sorted(idx), ops_t
+    cg = [s for s in steps if s["mechanism"] == "cgroup" and s["target"].endswith("cgroup.procs")]
+    unshare = steps[ops.index(("namespace", "unshare"))]
+    assert "CLONE_NEWCGROUP" in unshare["value"] and all(c["ts"] < unshare["ts"] for c in cg)
     assert all(s["result"] == "ok" and s["errno"] == 0 for s in steps), [s for s in steps if s["result"] != "ok"]
     seqs = [s["seq"] for s in steps]
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)

@@ -54,8 +54,9 @@ def validate(extra: dict) -> None:
 def cgroup_driver(c: Container, rec: Recorder):
     from engine import cgroups
 
-    return cgroups.get_driver(c.id, rec, force=c.config.get("cgroup_driver"),
-                              parent=c.config.get("cgroup_parent"))
+    drv = cgroups.get_driver(c.id, rec, force=c.config.get("cgroup_driver"), parent=c.config.get("cgroup_parent"))
+    drv.limits = cgroups.Limits.from_dict(c.config.get("limits") or {})  # what inspect reports
+    return drv
 
 
 def before_go(rec: Recorder, c: Container, pid: int) -> tuple[object | None, object | None]:

@@ -129,7 +129,7 @@ class AlertWatcher:
         if rise:
             src = self.sources["oom"]
             value, delta = rise
-            limit = self.driver.limits.memory
+            limit = self._limit("memory")
             at = f" at the {limit}-byte memory limit" if limit else ""
             events.append(self._event(
                 "oom", src.file, src.counter, value,
@@ -152,15 +152,39 @@ class AlertWatcher:
             events.append(self._event(name, src.file, src.counter, rise[0], message(*rise), delta=rise[1]))
 
     def _throttled_message(self, value: int, delta: int) -> str:
-        cpus = self.driver.limits.cpus
-        quota = f" of --cpus {cpus}" if cpus else ""
+        cpus = self._limit("cpus")
+        quota = f" of --cpus {cpus:g}" if cpus else ""
         return (f"CPU throttled: {self.container_id} used up its quota{quota} in {delta} more "
                 f"period(s) (cpu.stat nr_throttled {value})")
 
     def _pids_message(self, value: int, delta: int) -> str:
-        limit = self.driver.limits.pids_limit
+        limit = self._limit("pids_limit")
         return (f"pids limit{f' {limit}' if limit else ''} reached: {delta} fork(s) failed with "
                 f"EAGAIN in {self.container_id} (pids.events max {value})")
+
+    def _limit(self, name: str) -> int | float | None:
+        """The limit in force, read from the kernel: `labtui update` changes it under a running
+        watcher. Falls back to what the driver applied when the file says "no limit" or is gone."""
+        p = self.driver.paths()
+        value: int | float | None = None
+        if self.driver.version == "v1":
+            if name == "memory" and "memory" in p:
+                value = read_int(p["memory"] + "/memory.limit_in_bytes")
+            elif name == "pids_limit" and "pids" in p:
+                value = read_int(p["pids"] + "/pids.max")
+            elif name == "cpus" and "cpu" in p:
+                quota, period = read_int(p["cpu"] + "/cpu.cfs_quota_us"), read_int(p["cpu"] + "/cpu.cfs_period_us")
+                value = quota / period if quota and quota > 0 and period else None
+        elif self.driver.version == "v2":
+            d = p["unified"]
+            if name == "memory":
+                value = read_int(d + "/memory.max")
+            elif name == "pids_limit":
+                value = read_int(d + "/pids.max")
+            elif name == "cpus":
+                quota, _, period = (read_file(d + "/cpu.max") or "").strip().partition(" ")
+                value = int(quota) / int(period) if quota.isdigit() and period.isdigit() and int(period) else None
+        return value if value is not None else getattr(self.driver.limits, name)
 
     def _pids_events_exist(self) -> bool:
         src = self.sources.get("pids_limit")

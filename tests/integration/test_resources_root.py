@@ -257,7 +257,7 @@ def test_pause_freezes_and_refuses_stop_then_unpause_resumes():
 
 
 def test_exec_into_a_paused_container_is_refused():
-    if "exec" not in labtui("--help").stdout:
+    if "invalid choice" in labtui("exec", "--help", check=False).stderr:
         pytest.skip("this CLI has no exec command yet")
     cid = run_d("busybox", "sleep", "600")
     labtui("pause", cid)
@@ -274,7 +274,7 @@ def test_stats_no_stream_json_has_cpu_memory_pids_and_throttling():
     out = labtui("stats", "--no-stream", "--format", "json", cid, idle).stdout
     rows = {r["id"]: r for r in map(json.loads, out.splitlines())}
     r = rows[cid]
-    assert 25 <= r["cpu_percent"] <= 70, r  # --cpus 0.5: about 50 % of one CPU
+    assert 10 <= r["cpu_percent"] <= 65, r  # --cpus 0.5 caps it at 50 % of one CPU (less on a busy host)
     assert r["memory_limit"] == 64 * MiB
     assert 0 < r["memory_usage"] < 64 * MiB
     assert r["memory_percent"] == pytest.approx(r["memory_usage"] * 100 / (64 * MiB), abs=0.01)
@@ -318,12 +318,17 @@ def test_busy_loop_under_cpus_is_throttled_and_alerted():
 
 def test_fork_loop_under_pids_limit_is_alerted():
     nb = Neighbour()
-    # The subshell forks until EAGAIN kills it; the container goes on with `exec` (no fork needed).
-    cid = run_d("--pids-limit", "20", "busybox", "sh", "-c",
+    # Started under 100, lowered to 20 live, then told to fork (SIGUSR1): the subshell forks until
+    # EAGAIN kills it, and the container goes on with `exec` (no fork needed).
+    cid = run_d("--pids-limit", "100", "busybox", "sh", "-c",
+                'trap "go=1" USR1; while [ -z "$go" ]; do sleep 0.1; done; '
                 "(while :; do sleep 600 & done) 2>/dev/null; exec sleep 600")
     paths = cg_paths(cid)
+    labtui("update", "--pids-limit", "20", cid)
+    labtui("kill", "-s", "USR1", cid)
     ev = wait_alert(cid, "pids_limit")
     check_alert(ev, cid, paths, "pids.events", "max")
+    assert "pids limit 20 reached" in ev["message"], ev  # the limit in force, not the one at start
     # The limit was reached; the dead subshell gave one back.
     assert 18 <= int(read(cg_file(paths, "pids", "pids.current"))) <= 20
     assert inspect(cid)["State"]["Status"] == "running"

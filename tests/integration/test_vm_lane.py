@@ -1,6 +1,6 @@
 """The cgroup v2 lane: scripts/vm-test boots Debian's kernel (unified cgroup2) in a VM and runs
 tests/vm there against the v2 driver. This test fails when they fail, and skips, with the
-script's reason, only when the VM cannot boot on this host. It takes about 4 minutes."""
+script's reason, only when the VM cannot boot on this host. It takes about 2 minutes."""
 
 from __future__ import annotations
 

@@ -59,16 +59,19 @@ def cgroup_driver(c: Container, rec: Recorder):
     return drv
 
 
-def before_go(rec: Recorder, c: Container, pid: int) -> tuple[object | None, object | None]:
-    """The child exists and waits: put it in its cgroup (before it unshares its cgroup
-    namespace, whose root is the cgroup it is in at that moment), then wire its network."""
+def before_go(rec: Recorder, c: Container, pid: int, cgroup: object | None = None,
+              child_joins: bool = False) -> tuple[object | None, object | None]:
+    """The child exists: make its cgroup and put it there (before it unshares its cgroup
+    namespace, whose root is the cgroup it is in at that moment), then wire its network.
+    With child_joins the child moves itself into the cgroup after "go" (v1: cheaper)."""
     from engine import sched, security
     from engine.cgroups import Limits
 
     # User namespace maps (setgroups deny, uid_map, gid_map: written once, by the parent) and the
     # seccomp denial watcher learning which init is ours.
     security.supervisor_before_go(rec, c, pid)
-    cgroup = cgroup_driver(c, rec)
+    if cgroup is None:
+        cgroup = cgroup_driver(c, rec)
     net = None
     try:
         cgroup.create()
@@ -82,7 +85,8 @@ def before_go(rec: Recorder, c: Container, pid: int) -> tuple[object | None, obj
                 dev.apply_allowlist(rec, devices, c.config)
         sched.prepare_cgroup(rec, c.config, cgroup)
         cgroup.apply(Limits.from_dict(c.config.get("limits") or {}))
-        cgroup.add_pid(pid)
+        if not child_joins:
+            cgroup.add_pid(pid)
         if _networked(c):
             net = attach_network(rec, c, pid)
         if c.config.get("strace"):

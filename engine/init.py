@@ -71,6 +71,7 @@ class ChildPlan:
     chan_w: int
     chan_r: int
     console_sock: int | None = None
+    cgroup_join: list = field(default_factory=list)  # [(mount point, relative dir)]: joined by the child
     security: object | None = None  # what security.prepare() built before clone
     keep_fds: list[int] = field(default_factory=list)
 
@@ -98,6 +99,10 @@ def child_main(plan: ChildPlan) -> None:
         if plan.console_sock is not None:
             keep.add(plan.console_sock)
         keep.update(plan.keep_fds)
+        # Directory fds of the cgroup mounts, opened while the host's tree is still visible
+        # (before pivot_root); used once, after "go", and closed before anything else runs.
+        join_fds = [(os.open(m, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC), m, rel) for m, rel in plan.cgroup_join]
+        keep.update(fd for fd, _, _ in join_fds)
         keep.update(security.child_keep_fds(plan.security))  # only the attack lab's deliberate leak
         if plan.tty_fd is not None:
             keep.add(plan.tty_fd)
@@ -114,6 +119,7 @@ def child_main(plan: ChildPlan) -> None:
         setup_container(rec, plan, chan)
         if early:
             chan.wait_go()  # (1)
+        join_cgroups(rec, join_fds)
         if plan.config.get("cgroupns", True):
             # Only now: a cgroup namespace's root is the cgroup its creator is in when it is
             # made (cgroup_namespaces(7)), and the supervisor has just put us in ours.
@@ -127,6 +133,23 @@ def child_main(plan: ChildPlan) -> None:
         chan.send({"t": "error", "message": f"container setup failed: {e!r}", "exit_code": 125})
     finally:
         os._exit(code)
+
+
+def join_cgroups(rec: Recorder, join_fds: list[tuple[int, str, str]]) -> None:
+    """Move this process into the cgroups the supervisor made: "0" written to each v1 `tasks`
+    file moves the writing thread itself, without the kernel's global threadgroup lock that a
+    write of a PID to cgroup.procs takes (see CgroupDriver.self_join_plan)."""
+    for fd, mount, rel in join_fds:
+        path = f"{mount}/{rel}/tasks"
+        try:
+            with rec.step("cgroup", "join", target=path, value="0", shell=f"echo 0 > {path}  # the shell itself"):
+                tfd = os.open(f"{rel}/tasks", os.O_WRONLY | os.O_CLOEXEC, dir_fd=fd)
+                try:
+                    os.write(tfd, b"0")
+                finally:
+                    os.close(tfd)
+        finally:
+            os.close(fd)
 
 
 def setup_container(rec: Recorder, plan: ChildPlan, chan: Channel) -> None:

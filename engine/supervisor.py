@@ -203,6 +203,11 @@ class Supervisor:
         from engine import security
 
         plan.security = security.prepare(self.cfg, self.rec)
+        from engine import hooks, userns
+
+        self.cgroup = hooks.cgroup_driver(c, self.rec)
+        if not userns.is_private(self.cfg):  # in its own user namespace it may not write the host's files
+            plan.cgroup_join = self.cgroup.self_join_plan()
         flags = namespaces.clone_flags(self.cfg)
         pid = self.clone(flags, plan)
         # Only the child's copies of these are needed now; ours would hide EOF.
@@ -215,7 +220,7 @@ class Supervisor:
                            started_at=state.now_iso(), supervisor_pid=os.getpid(),
                            supervisor_start=state.proc_start_time(os.getpid()))
         try:
-            self.before_go(pid)
+            self.before_go(pid, child_joins=bool(plan.cgroup_join))
         except EngineError as e:
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
@@ -266,11 +271,11 @@ class Supervisor:
         self.rec.record(step)
         return pid
 
-    def before_go(self, pid: int) -> None:
+    def before_go(self, pid: int, child_joins: bool = False) -> None:
         """Supervisor-side setup between clone and go: cgroup, network (their issues)."""
         from engine import hooks, restart
 
-        self.cgroup, self.net = hooks.before_go(self.rec, self.c, pid)
+        self.cgroup, self.net = hooks.before_go(self.rec, self.c, pid, self.cgroup, child_joins)
         self.oom_before = restart.oom_count(self.cgroup)
 
     def follow_child(self, chan_r: int, go_w: int) -> tuple[dict | None, dict | None]:

@@ -32,10 +32,12 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
 
 
 def limits_from_args(args: argparse.Namespace) -> dict:
-    from engine.cgroups import limits_from_options
-
     opts = {dest: getattr(args, dest) for _, dest, _ in LIMIT_FLAGS if getattr(args, dest) is not None}
-    return limits_from_options(**opts).to_dict() if opts else {}
+    if not opts:
+        return {}
+    from engine.cgroups.limits import limits_from_options
+
+    return limits_from_options(**opts).to_dict()
 
 
 def run_extra(args: argparse.Namespace) -> dict:

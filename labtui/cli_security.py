@@ -23,7 +23,14 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
                    help="add a host device to the container")
 
 
+DEFAULT_SECURITY = {"privileged": False, "cap_add": [], "cap_drop": []}
+
+
 def run_extra(args: argparse.Namespace) -> dict:
+    if not (args.cap_add or args.cap_drop or args.privileged or args.security_opt or args.device
+            or args.userns not in (None, "host")):
+        # The defaults, without importing the security modules (ctypes and all) on every run.
+        return {"security": dict(DEFAULT_SECURITY), "userns": "host"}
     from engine import security, userns
 
     sec = security.security_config(args.cap_add, args.cap_drop, args.privileged, args.security_opt, args.device)

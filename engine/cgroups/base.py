@@ -183,6 +183,10 @@ class CgroupDriver(ABC):
     @abstractmethod
     def is_frozen(self) -> bool: ...
 
+    def self_join_plan(self) -> list[tuple[str, str]]:
+        """Where the container's own process can join its cgroups; [] when it cannot (v2)."""
+        return []
+
     @abstractmethod
     def procs_paths(self) -> list[str]:
         """Every cgroup.procs file a process must be written to in order to join."""

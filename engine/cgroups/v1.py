@@ -84,6 +84,21 @@ class V1Driver(CgroupDriver):
         for path in self.procs_paths():
             self._write(path, str(pid), why="move the process into this controller's cgroup")
 
+    def self_join_plan(self) -> list[tuple[str, str]]:
+        """(mount point, directory relative to it) of each cgroup, for the process itself to join.
+
+        Why: writing a PID to cgroup.procs takes the kernel's global threadgroup lock, a
+        percpu rwsem whose write side waits for an RCU grace period (~10 ms, every container
+        start). A thread writing "0" to a v1 `tasks` file moves only itself and skips that lock
+        (kernel/cgroup/cgroup.c, cgroup_procs_write_start). The container's child does that,
+        through directory fds it opened before pivot_root.
+        """
+        out = []
+        for base in self._bases():
+            d = self._leaf(base)
+            out.append((base, os.path.relpath(d, base)))
+        return out
+
     # -- limits -----------------------------------------------------------------------------
 
     def apply(self, limits: Limits) -> list[str]:

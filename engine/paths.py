@@ -16,14 +16,23 @@ def _root() -> str | None:
     return os.environ.get("LABTUI_ROOT") or None
 
 
+_CACHE: dict[tuple[str, str | None], Path] = {}
+
+
 def lib_dir() -> Path:
     root = _root()
-    return Path(root, "lib") if root else Path("/var/lib/labtui")
+    p = _CACHE.get(("lib", root))  # keyed by the setting: tests change it within one process
+    if p is None:
+        p = _CACHE[("lib", root)] = Path(root, "lib") if root else Path("/var/lib/labtui")
+    return p
 
 
 def run_dir() -> Path:
     root = _root()
-    return Path(root, "run") if root else Path("/run/labtui")
+    p = _CACHE.get(("run", root))
+    if p is None:
+        p = _CACHE[("run", root)] = Path(root, "run") if root else Path("/run/labtui")
+    return p
 
 
 def containers_dir() -> Path:

@@ -443,11 +443,11 @@ def load_or_compile(key_obj: dict, make_plan, log: bool = True, cache: Path | No
     """The filter for key_obj (what determines it: the profile, the capabilities, ...) from a
     cache of compiled programs, else make_plan() compiled by libseccomp and stored there. A cache
     hit costs one small file read: no JSON profile, no resolution, no libseccomp."""
-    import hashlib
+    from engine.digest import sha256_hex
 
     key_src = json.dumps({**key_obj, "log": log, "lib": _lib_id(), "arch": native_arch(),
                           "kernel": kernel_version()}, sort_keys=True, default=str)
-    key = hashlib.sha256(key_src.encode()).hexdigest()[:32]
+    key = sha256_hex(key_src.encode())[:32]
     path = (cache / f"{key}.json") if cache is not None else None
     if path is not None:
         try:

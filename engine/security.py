@@ -225,17 +225,16 @@ def prepare(cfg: dict, rec: Recorder | None = None) -> Prepared:
 
 def _filter_key(s: Settings) -> dict:
     """What the compiled filter depends on: the profile's content and the capabilities."""
-    import hashlib
-
     from engine import seccomp
+    from engine.digest import sha256_hex
 
     if s.seccomp == "custom":
         import json
 
-        profile = hashlib.sha256(json.dumps(s.profile, sort_keys=True).encode()).hexdigest()
+        profile = sha256_hex(json.dumps(s.profile, sort_keys=True).encode())
     else:
         with open(seccomp.DEFAULT_PROFILE, "rb") as f:
-            profile = "default:" + hashlib.sha256(f.read()).hexdigest()
+            profile = "default:" + sha256_hex(f.read())
     return {"profile": profile, "caps": s.cap_names()}
 
 

@@ -139,8 +139,8 @@ class FileSink:
         line = (jsonl.dumps(rec) + "\n").encode()
         # The files stay open (O_APPEND): a container start records ~50 steps.
         if self.container_log is not None:
-            os.write(self._fd("log", self.container_log), line)
-        os.write(self._fd("stream", paths.steps_stream()), line)
+            os.write(self._fds.get("log") or self._fd("log", self.container_log), line)
+        os.write(self._fds.get("stream") or self._fd("stream", paths.steps_stream()), line)
         for listener in self.listeners:
             listener(rec)
 

@@ -111,8 +111,10 @@ def child_main(plan: ChildPlan) -> None:
         rec = Recorder(plan.container_id, chan.step_sink, gate)
         # The root filesystem needs nothing from the supervisor's side (cgroup, network), so it
         # is built while the supervisor works, unless the user namespace's maps must come first
-        # (mounts in it need them) or the step gate wants one step at a time.
-        early = gate is None and not userns.is_private(plan.config)
+        # (mounts in it need them), the step gate wants one step at a time, or strace is to
+        # see the whole setup.
+        # With --strace the whole setup is traced: strace attaches before "go".
+        early = gate is None and not userns.is_private(plan.config) and not plan.config.get("strace")
         if not early:
             chan.wait_go()  # (1)
             userns.enter(rec, plan.config)  # --userns=private: the maps are written; become its root

@@ -551,6 +551,10 @@ def become_supervisor() -> None:
     """Detach from the caller: own session and process group, stdio away from the terminal."""
     if os.getsid(0) != os.getpid():  # the exec'd form was started in a new session already
         os.setsid()
+    # The caller's supplementary groups (sudo gives root's, gid 0 among them) must not reach the
+    # container: in a user namespace they cannot even be dropped once setgroups is "deny", and
+    # host gid 0 would open every root-group directory to the container (user_namespaces(7)).
+    os.setgroups([])
     sc.prctl(sc.PR_SET_NAME, _cstr("labtui-sup"))
     devnull = os.open("/dev/null", os.O_RDWR)
     os.dup2(devnull, 0)

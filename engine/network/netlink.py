@@ -24,11 +24,47 @@ if TYPE_CHECKING:  # for the annotations only; never imported at run time from h
 NETLINK_ROUTE = 0
 
 
+def _iproute_class() -> type[IPRoute]:
+    """pyroute2's IPRoute class, without running the package's __init__ when we can.
+
+    Why: `import pyroute2` imports every part of the library (NDB, IPDB, conntrack, ...) and
+    costs ~120 ms more than the module that defines IPRoute (pyroute2.iproute.linux). The
+    package module is created without executing its __init__; the first use of any other name
+    from it (someone else's `from pyroute2 import X`) runs the real __init__ then.
+    """
+    import sys
+
+    if "pyroute2" not in sys.modules:
+        import importlib
+        import importlib.util
+
+        spec = importlib.util.find_spec("pyroute2")
+        if spec is not None and spec.loader is not None and spec.submodule_search_locations:
+            pkg = importlib.util.module_from_spec(spec)
+            done: list[bool] = []
+
+            def __getattr__(name: str) -> object:
+                try:  # `from pyroute2 import config` inside the library: a submodule
+                    return importlib.import_module(f"pyroute2.{name}")
+                except ModuleNotFoundError:
+                    pass
+                if not done:
+                    done.append(True)
+                    spec.loader.exec_module(pkg)  # the whole package, as a plain import would
+                    if name in pkg.__dict__:
+                        return pkg.__dict__[name]
+                raise AttributeError(name)
+
+            pkg.__getattr__ = __getattr__  # type: ignore[attr-defined]  # PEP 562
+            sys.modules["pyroute2"] = pkg
+    from pyroute2.iproute.linux import IPRoute as cls
+
+    return cls
+
+
 def host_ipr() -> IPRoute:
     """An rtnetlink socket in the namespace of the calling process (the host's)."""
-    from pyroute2 import IPRoute
-
-    return IPRoute()
+    return _iproute_class()()
 
 
 def netns_ipr(ns_fd: int) -> IPRoute:
@@ -57,9 +93,7 @@ def netns_ipr(ns_fd: int) -> IPRoute:
         raise box["err"]  # type: ignore[misc]
     sock = box["sock"]
     assert isinstance(sock, socket.socket)
-    from pyroute2 import IPRoute
-
-    return IPRoute(fileno=sock.detach())
+    return _iproute_class()(fileno=sock.detach())
 
 
 @contextmanager

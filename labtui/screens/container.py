@@ -37,7 +37,7 @@ PANELS: tuple[type[Panel], ...] = (
     LogsPanel, TimelinePanel, StracePanel,
 )
 FETCHERS = {p.TAB_ID: p.fetch for p in PANELS if p.POLLED}
-TICK = 0.2
+TICK = 0.04  # new steps are on screen well within 100 ms of being written
 SNAPSHOT_EVERY = 1.0
 
 

@@ -8,6 +8,7 @@ labtui or the CLI changing a container shows here within a poll.
 from __future__ import annotations
 
 import subprocess
+import time
 from collections.abc import Callable
 
 from rich.text import Text
@@ -26,7 +27,7 @@ from labtui.screens.run_form import RunFormScreen
 from labtui.widgets.background import run_in_background
 from labtui.widgets.containers_table import ContainersTable
 
-POLL_EVERY = 0.3
+POLL_EVERY = 0.2  # a fixed rate: 5 Hz (the target is >= 4 Hz with 50 containers)
 
 
 def facts_text(facts: dict[str, str], rows: list[adapter.ContainerRow]) -> Text:
@@ -91,12 +92,13 @@ class DashboardScreen(Screen):
         self.post_message(HostFacts(adapter.host_facts()))
         sampler = adapter.Sampler()
         while not worker.is_cancelled:
+            t0 = time.monotonic()
             try:
                 msg = ContainersPolled(sampler.rows())
             except Exception as e:  # noqa: BLE001 - a container half-created or half-removed
                 msg = ContainersPolled([], error=f"{type(e).__name__}: {e}")
             self.post_message(msg)
-            worker.cancelled_event.wait(POLL_EVERY)
+            worker.cancelled_event.wait(max(0.0, POLL_EVERY - (time.monotonic() - t0)))
 
     def on_host_facts(self, message: HostFacts) -> None:
         self.facts = message.facts

@@ -62,7 +62,11 @@ class ContainersTable(DataTable):
     def _update_changed(self, cid: str, old: dict, new: dict) -> None:
         for key, value in new.items():
             if str(old.get(key)) != str(value):
-                self.update_cell(cid, key, value, update_width=True)
+                # Recomputing column widths re-lays-out the whole table: only when the new text
+                # does not fit (otherwise just this row is redrawn).
+                col = self.columns.get(key)  # type: ignore[call-overload]
+                grow = col is None or len(str(value)) > getattr(col, "content_width", 0)
+                self.update_cell(cid, key, value, update_width=grow)
 
     def selected_id(self) -> str | None:
         if not self.row_count:

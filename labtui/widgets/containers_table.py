@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from rich.text import Text
 from textual.widgets import DataTable
 
@@ -38,6 +40,8 @@ class ContainersTable(DataTable):
     def __init__(self, **kwargs) -> None:
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
         self._shown: dict[str, dict[str, str | Text]] = {}
+        self._uptime_flushed = 0.0
+        self._flush_uptime = True
         self.rows_by_id: dict[str, ContainerRow] = {}
 
     def on_mount(self) -> None:
@@ -45,7 +49,16 @@ class ContainersTable(DataTable):
             self.add_column(label, key=key)
 
     def sync(self, rows: list[ContainerRow]) -> None:
-        """Add new containers, update changed cells in place, drop removed ones."""
+        """Add new containers, update changed cells in place, drop removed ones.
+
+        Any cell update makes DataTable redraw every visible cell, so the uptime column (which
+        ticks every second for every young container) is brought up to date once a second, in
+        one go, rather than on each poll: idle containers then cost no redraw at all."""
+        now = time.monotonic()
+        flush_uptime = now - self._uptime_flushed >= 1.0
+        if flush_uptime:
+            self._uptime_flushed = now
+        self._flush_uptime = flush_uptime
         self.rows_by_id = {r.id: r for r in rows}
         for cid in [c for c in self._shown if c not in self.rows_by_id]:
             self.remove_row(cid)
@@ -56,6 +69,8 @@ class ContainersTable(DataTable):
             if old is None:
                 self.add_row(*(new[k] for k, _ in COLUMNS), key=row.id)
             else:
+                if not flush_uptime:
+                    new["uptime"] = old["uptime"]  # shown as it was until the next flush
                 self._update_changed(row.id, old, new)
             self._shown[row.id] = new
 

@@ -14,9 +14,9 @@ step only shows what a student would type to do the same by hand.
 from __future__ import annotations
 
 import ctypes
-import os
 
 from engine.errors import InvalidArgument
+from engine.syscalls import _check, _libc  # the one libc handle and errno check
 
 # <linux/capability.h>, in bit order.
 CAP_NAMES = [
@@ -141,16 +141,6 @@ class _Data(ctypes.Structure):
     _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
 
 
-_libc = ctypes.CDLL("libc.so.6", use_errno=True)
-_libc.syscall.restype = ctypes.c_long
-_libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
-
-
-def _check(ret: int) -> int:
-    if ret < 0:
-        e = ctypes.get_errno()
-        raise OSError(e, os.strerror(e))
-    return ret
 
 
 def capget(pid: int = 0) -> tuple[int, int, int]:

@@ -19,6 +19,7 @@ import io
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -467,6 +468,47 @@ def restore(cid: str) -> str:
     else:
         fn(cid)
     return "restored"
+
+
+_TRACES: dict[str, subprocess.Popen] = {}
+
+
+def toggle_trace(cid: str) -> str:
+    """Start or stop strace on every process of the container (`labtui trace`, a child process
+    of the app: strace runs on the host and writes the container's strace.log; the strace tab
+    shows its totals). Traces the app started stop when it exits."""
+    proc = _TRACES.get(cid)
+    if proc is not None and proc.poll() is None:
+        # The whole group (the CLI and its strace): strace detaches from every tracee on SIGINT,
+        # even if the CLI was still starting it.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        del _TRACES[cid]
+        return "strace stopped"
+    if not has_cli_command("trace"):
+        raise NotAvailable("strace is not available yet")
+    proc = subprocess.Popen([sys.executable, "-m", "labtui.cli", "trace", cid], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    _TRACES[cid] = proc  # at once: a second press while it attaches must stop this one
+    try:
+        proc.wait(timeout=1.0)  # still running after a second: strace is attached
+    except subprocess.TimeoutExpired:
+        return "strace started"
+    _TRACES.pop(cid, None)
+    err = proc.stderr.read().decode(errors="replace").strip() if proc.stderr else ""
+    raise NotAvailable(err.removeprefix("labtui: ") or "strace could not attach")
+
+
+def stop_traces() -> None:
+    for cid in list(_TRACES):
+        try:
+            toggle_trace(cid)
+        except Exception:  # noqa: BLE001 - leaving the app must not fail on a trace
+            pass
 
 
 def shell_argv(cid: str) -> list[str]:

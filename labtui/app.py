@@ -129,7 +129,10 @@ class LabApp(App):
 
 def run_app() -> int:
     """Run the app in this terminal; returns the exit code for `labtui`."""
-    LabApp().run()
+    try:
+        LabApp().run()
+    finally:
+        adapter.stop_traces()  # a trace the app started ends with it; containers go on
     return 0
 
 

@@ -60,6 +60,7 @@ class DashboardScreen(Screen):
         Binding("x", "shell", "Shell"),
         Binding("S", "start", "Start", show=False),
         Binding("R", "restart", "Restart", show=False),
+        Binding("T", "strace", "strace", show=False),
         Binding("c", "checkpoint", "Checkpoint", show=False),
         Binding("C", "restore", "Restore", show=False),
         Binding("o", "open", "Open", show=False),
@@ -166,6 +167,9 @@ class DashboardScreen(Screen):
 
     def action_pause(self) -> None:
         self._act("pause/resume", adapter.toggle_pause)
+
+    def action_strace(self) -> None:
+        self._act("strace on/off", adapter.toggle_trace)
 
     def action_checkpoint(self) -> None:
         self._act("checkpoint", adapter.checkpoint)

@@ -34,6 +34,7 @@ the engine's own records; nothing is simulated. Closing the app never stops a co
 | `R` | restart |
 | `d` | remove (asks first; kills a running container) |
 | `x` | shell inside (`labtui exec -it ID sh`), when exec exists |
+| `T` | strace on / off for every process of the container (host-side; see the strace tab) |
 | `c` / `C` | checkpoint / restore, when the engine has them |
 
 ## Container screen

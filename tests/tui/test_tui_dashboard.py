@@ -80,3 +80,30 @@ def test_the_run_form_starts_a_container_and_p_pauses_and_resumes_it():
             await until(pilot, lambda: str(table.get_cell(cid, "status")) == "running", timeout=10, what="resumed")
 
     asyncio.run(scenario())
+
+
+def tracer_of(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("TracerPid:"):
+                return int(line.split()[1])
+    return 0
+
+
+def test_T_toggles_strace_on_the_selected_container():
+    async def scenario() -> None:
+        cid = run_d("--name", "traceme", "busybox", "sh", "-c", "while true; do sleep 0.2; done")
+        pid = json.loads(cli("inspect", cid).stdout)[0]["State"]["Pid"]
+        app = LabApp()
+        async with app.run_test(size=(120, 30)) as pilot:
+            table = app.screen.query_one(ContainersTable)
+            await until(pilot, lambda: table.row_count == 1, what="the container listed")
+            assert tracer_of(pid) == 0
+            await pilot.press("T")
+            await until(pilot, lambda: tracer_of(pid) != 0, timeout=10, what="strace attached to PID 1")
+            await pilot.press("T")
+            await until(pilot, lambda: tracer_of(pid) == 0, timeout=10, what="strace detached")
+        log = json.loads(cli("inspect", cid).stdout)[0]["LogPath"].replace("container.log", "strace.log")
+        assert "nanosleep" in open(log).read() or "wait4" in open(log).read()
+
+    asyncio.run(scenario())

@@ -18,6 +18,7 @@ import importlib
 import io
 import json
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -745,6 +746,14 @@ class CapSet:
 
 
 @dataclass
+class MaskedPath:
+    path: str
+    kind: str  # "masked" or "read-only"
+    mounted: bool  # a mount on exactly this path in the container's /proc/PID/mountinfo
+    detail: str = ""  # the mount's source/fstype and options
+
+
+@dataclass
 class SecurityView:
     running: bool
     pid: int | None = None
@@ -757,6 +766,15 @@ class SecurityView:
     uids: str = ""
     init_cap_eff: str = ""
     config: dict = field(default_factory=dict)
+    profile: dict = field(default_factory=dict)
+    """inspect's "Security" section (engine.security.inspect_extra): seccomp mode and profile, denial
+    stats, masked/read-only paths, user namespace maps."""
+    plan: dict = field(default_factory=dict)
+    """The resolved seccomp profile's summary: default action, rule and allowed-syscall counts, arches."""
+    denials: list[dict] = field(default_factory=list)
+    """The newest seccomp_denied events of this container (newest first, at most DENIALS_SHOWN)."""
+    denial_events: int = 0
+    masked: list[MaskedPath] = field(default_factory=list)
 
 
 SECURITY_KEYS = ("security", "cap_add", "cap_drop", "privileged", "seccomp", "userns", "no_new_privileges",
@@ -782,7 +800,93 @@ def security_view(cid: str) -> SecurityView:
         seccomp_filters=st.get("Seccomp_filters", "-"), uids=st.get("Uid", ""),
         init_cap_eff=_status_fields(init).get("CapEff", "") if main else "",
         config={k: c.config[k] for k in SECURITY_KEYS if k in c.config},
+        profile=_security_section(cid), plan=_seccomp_summary(c), masked=masked_paths(init),
+        **_denial_feed(cid),
     )
+
+
+DENIALS_SHOWN = 10
+
+
+def _security_section(cid: str) -> dict:
+    try:
+        return dict(api.inspect(cid).get("Security") or {})
+    except ERRORS:
+        return {}
+
+
+_PLAN_CACHE: dict[tuple[str, str], dict] = {}
+
+
+def _seccomp_summary(c: state.Container) -> dict:
+    """The container's resolved seccomp profile, summarised (resolved once per container config)."""
+    key = (c.id, json.dumps((c.config.get("security") or {}), sort_keys=True, default=str))
+    if key not in _PLAN_CACHE:
+        try:
+            from engine import security
+
+            plan = security.seccomp_plan(c.config)
+            _PLAN_CACHE[key] = plan.summary() if plan is not None else {}
+        except Exception:  # noqa: BLE001 - a profile the engine cannot resolve: show nothing
+            _PLAN_CACHE[key] = {}
+    return _PLAN_CACHE[key]
+
+
+class _DenialFeed:
+    def __init__(self, cid: str) -> None:
+        import collections
+
+        self.tail = Tail(paths.events_stream(),
+                         lambda ev: ev.get("container") == cid and ev.get("type") == "seccomp_denied")
+        self.last: collections.deque[dict] = collections.deque(maxlen=DENIALS_SHOWN)
+        self.count = 0
+
+    def read(self) -> dict:
+        new = self.tail.read()
+        self.count += len(new)
+        self.last.extend(new)
+        return {"denials": list(reversed(self.last)), "denial_events": self.count}
+
+
+_FEEDS: dict[str, _DenialFeed] = {}
+
+
+def _denial_feed(cid: str) -> dict:
+    """The container's seccomp_denied events from the host-wide stream: the whole history on the
+    first call, then only what is new (one follower per container)."""
+    feed = _FEEDS.get(cid)
+    if feed is None:
+        feed = _FEEDS[cid] = _DenialFeed(cid)
+    return feed.read()
+
+
+def _unescape_mount(path: str) -> str:
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), path)
+
+
+def parse_mountinfo(text: str) -> dict[str, str]:
+    """mount point -> "source fstype options" (the last mount on a point wins: it is the one seen)."""
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        pre, sep, post = line.partition(" - ")
+        f, g = pre.split(), post.split()
+        if not sep or len(f) < 6 or len(g) < 2:
+            continue
+        out[_unescape_mount(f[4])] = f"{g[1]} {g[0]} {f[5]}"
+    return out
+
+
+def masked_paths(pid: int) -> list[MaskedPath]:
+    """docker's masked and read-only paths (engine.security's lists) and whether each is a mount
+    point in the container (its init's /proc/PID/mountinfo; paths are relative to its root)."""
+    from engine import security
+
+    mounts = parse_mountinfo(_read(f"/proc/{pid}/mountinfo") or "")
+    out = []
+    for kind, names in (("masked", security.MASKED_PATHS), ("read-only", security.READONLY_PATHS)):
+        for path in names:
+            out.append(MaskedPath(path, kind, path in mounts, mounts.get(path, "")))
+    return out
 
 
 def _main_pid(init: int) -> int | None:
@@ -820,6 +924,55 @@ class NetworkView:
     routes: list[str] = field(default_factory=list)
     ports: list[str] = field(default_factory=list)
     ip: str = ""
+    link: HostLink | None = None
+    """The host side of a bridged container's link (its network's lease, checked in /sys/class/net)."""
+    inside_iface: str = ""  # the container's end of the veth (the interface with its address)
+
+
+@dataclass
+class HostLink:
+    network: str
+    host_veth: str
+    bridge: str
+    ip: str = ""
+    prefix: int | None = None
+    gateway: str = ""
+    mac: str = ""
+    veth_exists: bool = False
+    veth_state: str = ""  # /sys/class/net/VETH/operstate
+    veth_master: str = ""  # the bridge it is enslaved to (/sys/class/net/VETH/master)
+    bridge_exists: bool = False
+    bridge_state: str = ""
+
+
+def _sys_net(name: str) -> tuple[bool, str, str]:
+    """(exists, operstate, master) of a host interface, from /sys/class/net."""
+    if not name:
+        return False, "", ""
+    base = Path("/sys/class/net") / name
+    if not base.exists():
+        return False, "", ""
+    try:
+        master = os.path.basename(os.readlink(base / "master"))
+    except OSError:
+        master = ""
+    return True, (_read(base / "operstate") or "").strip(), master
+
+
+def host_link(cid: str) -> HostLink | None:
+    try:
+        nets = api.inspect(cid).get("NetworkSettings", {}).get("Networks", {})
+    except ERRORS:
+        return None
+    for name, n in nets.items():
+        if not n or not (n.get("HostVeth") or n.get("Bridge")):
+            continue
+        link = HostLink(name, n.get("HostVeth", ""), n.get("Bridge", ""), n.get("IPAddress", ""),
+                        n.get("IPPrefixLen"), n.get("Gateway", ""), n.get("MacAddress", ""))
+        link.veth_exists, link.veth_state, link.veth_master = _sys_net(link.host_veth)
+        link.bridge_exists, link.bridge_state, _ = _sys_net(link.bridge)
+        return link
+    return None
 
 
 def parse_net_dev(text: str) -> list[Iface]:
@@ -898,6 +1051,11 @@ def network_view(cid: str) -> NetworkView:
         if len(f) == 6 and f[5] in by_name:
             by_name[f[5]].addresses.append(_ipv6(f[0]) + "/" + str(int(f[2], 16)))
     view.routes = [f"{d}/{m} via {g} dev {i}" if g != "0.0.0.0" else f"{d}/{m} dev {i}" for i, d, g, m in routes]
+    if not view.shares_host:
+        view.link = host_link(cid)
+        view.inside_iface = next((i.name for i in view.ifaces if i.name != "lo" and
+                                  (not view.link or not view.link.ip or
+                                   any(a == view.link.ip for a in i.addresses))), "")
     return view
 
 

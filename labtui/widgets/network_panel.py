@@ -1,5 +1,6 @@
 """The Network tab: interfaces and addresses inside the container's network namespace
-(/proc/PID/net/dev, fib_trie, if_inet6, route) and the ports published from its config."""
+(/proc/PID/net/dev, fib_trie, if_inet6, route), the host's veth peer and bridge (checked in
+/sys/class/net), the ports published from its config and a small diagram of the link."""
 
 from __future__ import annotations
 
@@ -28,7 +29,42 @@ def summary(view: adapter.NetworkView) -> Text:
             t.append("The container SHARES the host's network namespace (--network host).", style="bold yellow")
         else:
             t.append("Its own network namespace: these interfaces exist only inside.", style="dim")
+        link = view.link
+        if link is not None:
+            t.append("\nhost side: ", style="bold")
+            t.append(f"veth {link.host_veth or '?'} ")
+            if link.veth_exists:
+                t.append(f"({link.veth_state or '?'}, master {link.veth_master or 'none'})",
+                         style="" if link.veth_master == link.bridge else "yellow")
+            else:
+                t.append("(not in /sys/class/net)", style="yellow")
+            t.append(f"  bridge {link.bridge or '?'} ")
+            t.append(f"({link.bridge_state or '?'})" if link.bridge_exists else "(missing)",
+                     style="" if link.bridge_exists else "yellow")
+            t.append(f"  network {link.network}")
+            if link.gateway:
+                t.append(f", gateway {link.gateway}")
+            if link.mac:
+                t.append(f", mac {link.mac}")
+        t.append("\n")
+        t.append(diagram(view), style="cyan")
     return t
+
+
+def diagram(view: adapter.NetworkView) -> str:
+    if view.shares_host:
+        return "[container] ══ shares the host's network namespace: the host's interfaces, no veth ══ host"
+    link = view.link
+    if link is None:
+        names = [i.name for i in view.ifaces if i.name != "lo"]
+        if not names or view.mode == "none":
+            return "[container netns]  only lo, no link to the host"
+        return f"[container netns]  {' '.join(names)} (no veth lease recorded)"
+    inside = view.inside_iface or "eth0"
+    ip = link.ip or view.ip
+    gw = link.gateway + (f"/{link.prefix}" if link.prefix is not None else "") if link.gateway else ""
+    br = f"{link.bridge} ({gw + ', ' if gw else ''}bridge)"
+    return f"[container netns]  {inside} {ip} ══ veth ══ {link.host_veth or '?'} ── {br} ── host"
 
 
 class NetworkPanel(Panel):

@@ -1,6 +1,10 @@
-"""The Security tab: capability sets decoded from /proc/PID/status, NoNewPrivs and seccomp."""
+"""The Security tab: capability sets decoded from /proc/PID/status, NoNewPrivs, the seccomp profile's
+summary and the live feed of its denials (seccomp_denied events), and the masked and read-only paths
+(checked against the container's /proc/PID/mountinfo)."""
 
 from __future__ import annotations
+
+import time
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -42,12 +46,67 @@ def security_text(view: adapter.SecurityView) -> Text:
     t.append("Seccomp: ", style="bold")
     t.append(f"{view.seccomp} ({view.seccomp_filters} filters)\n",
              style="" if view.seccomp == "filter" else "yellow")
+    seccomp_text(t, view)
+    masked_text(t, view)
+    userns = view.profile.get("userns")
+    if userns:
+        t.append("user namespace: ", style="bold")
+        t.append(f"uid_map {' '.join(userns.get('uid_map', []))}  gid_map {' '.join(userns.get('gid_map', []))}\n")
     if view.config:
         t.append("configured: ", style="bold")
         t.append(", ".join(f"{k}={v}" for k, v in view.config.items()))
     else:
         t.append("No security options in the container's config (not available yet or defaults).", style="dim")
     return t
+
+
+def seccomp_text(t: Text, view: adapter.SecurityView) -> None:
+    prof = view.profile
+    t.append("\nseccomp profile: ", style="bold")
+    if prof and not prof.get("seccomp_profile") and prof.get("seccomp") == "unconfined":
+        t.append("unconfined (no filter: every syscall reaches the kernel)\n", style="yellow")
+    else:
+        t.append(f"{prof.get('seccomp_profile') or prof.get('seccomp') or '?'}")
+        plan = view.plan
+        if plan:
+            arches = ",".join(a.replace("SCMP_ARCH_", "").lower() for a in plan.get("arches", []))
+            t.append(f"  default {plan.get('default_action')}, {plan.get('rules')} rules, "
+                     f"{plan.get('allowed_syscalls')} syscalls allowed, arches {arches}")
+            if plan.get("skipped"):
+                t.append(f", {plan['skipped']} entries not applicable", style="dim")
+        t.append("\n")
+    stats = prof.get("seccomp_denials") or {}
+    count = max(int(stats.get("count") or 0), view.denial_events)
+    t.append(f"denials: {count}", style="bold" if count else "")
+    by = stats.get("by_syscall") or {}
+    if by:
+        t.append("  (" + ", ".join(f"{k} x{v}" for k, v in sorted(by.items(), key=lambda kv: -kv[1])) + ")")
+    t.append("\n")
+    if view.denials:
+        t.append(f"  last {len(view.denials)}, newest first:\n", style="dim")
+        for ev in view.denials:
+            when = time.strftime("%H:%M:%S", time.localtime(float(ev.get("ts") or 0)))
+            t.append(f"  {when} ")
+            t.append(f"denied {ev.get('syscall')}", style="bold red")
+            t.append(f" (nr {ev.get('nr')}) pid {ev.get('pid')} {ev.get('comm') or ''} -> {ev.get('action')}\n")
+    else:
+        t.append("  no seccomp_denied event yet (a denied syscall shows up here live)\n", style="dim")
+
+
+def masked_text(t: Text, view: adapter.SecurityView) -> None:
+    if not view.masked:
+        return
+    configured = set(view.profile.get("masked_paths") or []) | set(view.profile.get("readonly_paths") or [])
+    if view.profile and not configured:
+        t.append("masked paths: none (systempaths=unconfined)\n", style="yellow")
+    for kind in ("masked", "read-only"):
+        paths = [m for m in view.masked if m.kind == kind]
+        on = [m.path for m in paths if m.mounted]
+        off = [m.path for m in paths if not m.mounted]
+        t.append(f"{kind} paths mounted in the container ({len(on)}/{len(paths)}): ", style="bold")
+        t.append((" ".join(on) or "none") + "\n")
+        if off:
+            t.append(f"  not mounted (absent on this kernel or not applied): {' '.join(off)}\n", style="dim")
 
 
 class SecurityPanel(Panel):

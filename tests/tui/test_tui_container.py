@@ -221,3 +221,61 @@ def test_cgroups_tab_reads_the_containers_cgroup_files():
             assert "OOM kills" in static_text(screen, "#cg-counters")
 
     asyncio.run(scenario())
+
+
+def test_security_tab_shows_the_seccomp_profile_live_denials_and_masked_paths():
+    # The default profile refuses mount(2) and unshare(CLONE_NEWUSER) with EPERM: two denials, a bit later.
+    cid = run_d("--name", "denied", "busybox", "sh", "-c",
+                "sleep 2; unshare -U true; mount -t tmpfs x /mnt; sleep 60")
+    masked_here = [p for p in ("/proc/kcore", "/proc/keys", "/proc/timer_list") if os.path.exists(p)]
+    assert masked_here, "no masked path of docker's list exists on this kernel"
+
+    async def scenario() -> None:
+        app = LabApp()
+        async with app.run_test(size=(140, 60)) as pilot:
+            screen = await open_container(app, pilot, cid, "sec")
+            await until(pilot, lambda: "seccomp profile: default" in static_text(screen, "#sec-body"),
+                        what="the seccomp profile")
+            body = static_text(screen, "#sec-body")
+            assert "SCMP_ACT_ERRNO(EPERM)" in body and "syscalls allowed" in body
+            await until(pilot, lambda: "denied mount" in static_text(screen, "#sec-body"), timeout=10,
+                        what="the mount denial in the live feed")
+            await until(pilot, lambda: "denied unshare" in static_text(screen, "#sec-body"), timeout=5,
+                        what="the unshare denial")
+            body = static_text(screen, "#sec-body")
+            assert body.index("denied mount") < body.index("denied unshare"), "newest first"
+            assert "denials: 2" in body
+            mounted = next(line for line in body.splitlines() if line.startswith("masked paths mounted"))
+            assert all(p in mounted for p in masked_here), mounted
+
+    asyncio.run(scenario())
+
+
+def test_network_tab_shows_the_host_veth_bridge_and_a_diagram():
+    from engine import network
+
+    cid = run_d("--name", "bridged", "--network", "bridge", "busybox", "sleep", "60")
+    none = run_d("--name", "isolated", "--network", "none", "busybox", "sleep", "60")
+    try:
+        net = json.loads(cli("inspect", cid).stdout)[0]["NetworkSettings"]["Networks"]["bridge"]
+        veth, bridge = net["HostVeth"], net["Bridge"]
+        assert os.path.exists(f"/sys/class/net/{veth}")
+
+        async def scenario() -> None:
+            app = LabApp()
+            async with app.run_test(size=(140, 40)) as pilot:
+                screen = await open_container(app, pilot, cid, "net")
+                await until(pilot, lambda: f"veth {veth} (up, master {bridge})" in static_text(screen, "#net-summary"),
+                            what="the host veth, up and enslaved to the bridge")
+                text = static_text(screen, "#net-summary")
+                assert f"bridge {bridge} (" in text and "(missing)" not in text, text
+                assert f"eth0 {net['IPAddress']} ══ veth ══ {veth} ── {bridge} ({net['Gateway']}/" in text
+                app.pop_screen()
+                screen = await open_container(app, pilot, none, "net")
+                await until(pilot, lambda: "only lo, no link to the host" in static_text(screen, "#net-summary"),
+                            what="the --network none diagram")
+
+        asyncio.run(scenario())
+    finally:
+        cli("rm", "-f", cid, none, check=False)  # the network's users first, then the default network
+        network.remove_network("bridge", lambda n: [], allow_default=True)

@@ -380,23 +380,9 @@ def _discard(path: Path) -> None:
 
 
 def _write_json_atomic(path: Path, obj: dict) -> None:
-    """Write to a temp file in the same dir and rename(2) over: readers see old or new, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
-    data = (json.dumps(obj, indent=2) + "\n").encode()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.rename(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    from engine.jsonl import write_json_atomic
+
+    write_json_atomic(path, obj, indent=2, durable=True)
 
 
 def _prune_empty_dirs(start: Path, stop: Path) -> None:

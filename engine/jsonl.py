@@ -27,6 +27,31 @@ def append(path: Path | str, obj: dict) -> None:
         os.close(fd)
 
 
+def write_json_atomic(path: Path, obj: dict, *, indent: int = 1, sort_keys: bool = False,
+                      durable: bool = False) -> None:
+    """Write a JSON file so that readers see the old content or the new, never half: a uniquely
+    named temp file in the same directory, then rename(2) over the old one (as runc's state.json).
+    durable: fsync before the rename, for records that must survive a crash (images, leases)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+    data = (json.dumps(obj, indent=indent, sort_keys=sort_keys, default=str) + "\n").encode()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    try:
+        try:
+            os.write(fd, data)
+            if durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
 def read_all(path: Path | str) -> list[dict]:
     try:
         with open(path, "rb") as f:

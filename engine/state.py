@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from engine import paths
+from engine import jsonl, paths
 from engine.errors import Conflict, InvalidArgument, NotFound
 
 # docker's status words
@@ -56,10 +56,7 @@ def now_iso() -> str:
 
 
 def write_json_atomic(path: Path, obj: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1, default=str)
-    os.rename(tmp, path)
+    jsonl.write_json_atomic(path, obj)
 
 
 def read_json(path: Path) -> dict:

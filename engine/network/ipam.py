@@ -21,7 +21,6 @@ import json
 import os
 import re
 import secrets
-import tempfile
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -100,21 +99,9 @@ def store_lock() -> Iterator[None]:
 
 def _write_atomic(path: Path, data: dict) -> None:
     """Write then rename: a reader sees the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, sort_keys=True)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    from engine.jsonl import write_json_atomic
+
+    write_json_atomic(path, data, indent=2, sort_keys=True, durable=True)
 
 
 def load_network(name: str) -> dict:

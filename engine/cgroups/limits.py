@@ -196,7 +196,7 @@ def _check_range(value: int | None, name: str, lo: int, hi: int) -> None:
 def _check_memory(limits: Limits) -> None:
     mem, swap = limits.memory, limits.memory_swap
     if mem is not None and mem < MIN_MEMORY:
-        raise _bad(OPTION["memory"], mem, "the minimum memory limit allowed is 6MB (6291456 bytes)")
+        raise _bad(OPTION["memory"], f"{mem} bytes", "the minimum memory limit allowed is 6MB (6291456 bytes)")
     if swap is not None and swap != -1:
         if swap <= 0:
             raise _bad(OPTION["memory_swap"], swap, "must be greater than 0 (or -1 for unlimited swap)")

@@ -662,11 +662,9 @@ def top(ref: str) -> list[dict]:
 
 
 def _proc_info(pid: int) -> dict:
-    status = {}
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            k, _, v = line.partition(":")
-            status[k] = v.strip()
+    from engine import procfs
+
+    status = procfs.status(pid)
     with open(f"/proc/{pid}/cmdline", "rb") as f:
         cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
     nspid = status.get("NSpid", str(pid)).split()

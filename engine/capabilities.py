@@ -216,13 +216,9 @@ SECCOMP_MODES = {0: "disabled", 1: "strict", 2: "filter"}
 
 
 def read_status(pid: int | str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            k, _, v = line.partition(":")
-            if k in STATUS_KEYS:
-                out[k] = v.strip()
-    return out
+    from engine import procfs
+
+    return {k: v for k, v in procfs.status(pid).items() if k in STATUS_KEYS}
 
 
 def describe(pid: int | str) -> dict:

@@ -407,14 +407,10 @@ def checkpoint(ref: str | Container, name: str = "checkpoint", leave_running: bo
 
 
 def _nspid(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("NSpid:"):
-                    return int(line.split()[-1])
-    except OSError:
-        pass
-    return pid
+    from engine import procfs
+
+    v = procfs.status_field(pid, "NSpid")
+    return int(v.split()[-1]) if v else pid
 
 
 def _kill_stopped_tree(c: Container, rec: Recorder, init_pid: int) -> None:
@@ -645,14 +641,10 @@ def _undo_cgroup(sup) -> None:
 
 
 def _ppid(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("PPid:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
+    from engine import procfs
+
+    v = procfs.status_field(pid, "PPid")
+    return int(v) if v else None
 
 
 def _restore_child(c: Container, gated: bool, plan: RestorePlan, chan_w: int, go_r: int) -> None:

@@ -49,14 +49,10 @@ def log_path(c: Container) -> Path:
 
 def tracer_pid(pid: int) -> int | None:
     """TracerPid from /proc/PID/status (0: not traced); None if the process is gone."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("TracerPid:"):
-                    return int(line.split()[1])
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    return None
+    from engine import procfs
+
+    v = procfs.status_field(pid, "TracerPid")
+    return int(v) if v else None
 
 
 def _header(log: Path, text: str) -> None:

@@ -668,11 +668,12 @@ def namespaces_view(cid: str) -> NamespacesView:
 
 
 def _status_fields(pid: int) -> dict[str, str]:
-    out = {}
-    for line in (_read(f"/proc/{pid}/status") or "").splitlines():
-        k, _, v = line.partition(":")
-        out[k] = v.strip()
-    return out
+    from engine import procfs
+
+    try:
+        return procfs.status(pid)
+    except OSError:
+        return {}
 
 
 def processes(cid: str) -> list[Proc]:

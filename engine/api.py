@@ -196,6 +196,11 @@ def start(ref: str, client=None, winsize: tuple[int, int] | None = None) -> Cont
     return c
 
 
+# Descriptors of the calling process that a supervisor forked from it must not keep open, such as
+# the connection of the client a labtui helper's worker serves (labtui/helper.py).
+FORK_CLOSE_FDS: list[int] = []
+
+
 def spawn_supervisor(cid: str, client, winsize) -> tuple[int, int]:
     """Start the container's supervisor in its own session; returns (status fd, its pid).
 
@@ -211,6 +216,8 @@ def spawn_supervisor(cid: str, client, winsize) -> tuple[int, int]:
             code = 125
             try:
                 os.close(r)
+                for fd in FORK_CLOSE_FDS:
+                    os.close(fd)
                 from engine import supervisor
 
                 supervisor.become_supervisor()

@@ -152,6 +152,15 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return ap
 
 
+_WARM_PARSER: argparse.ArgumentParser | None = None
+
+
+def warm_parsers() -> None:
+    """Build the whole parser once, for a process that runs many commands (labtui/helper.py)."""
+    global _WARM_PARSER
+    _WARM_PARSER = build_parser()
+
+
 class _OnlyOne:
     """Stands in for the subparsers action: builds the one wanted command for real and hands
     the others a throwaway parser (argparse's parsers cost time to build)."""
@@ -182,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args_list:
         return open_app()
     first = next((a for a in args_list if not a.startswith("-")), None)
-    ap = build_parser(first if first in CORE and "-h" not in args_list and "--help" not in args_list else None)
+    ap = _WARM_PARSER or build_parser(
+        first if first in CORE and "-h" not in args_list and "--help" not in args_list else None)
     args = ap.parse_args(args_list)
     if args.cmd is None:
         ap.print_help()

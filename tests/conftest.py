@@ -35,6 +35,9 @@ def pytest_sessionfinish(session, exitstatus):
         from tests.helpers import force_cleanup, remove_all, remove_networks
 
         try:
+            from labtui import helper
+
+            helper.stop()  # the launcher's warm helper, if a test started one
             remove_all()
             remove_networks()
         finally:

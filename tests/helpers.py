@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 
 LABTUI = [sys.executable, "-m", "labtui.cli"]
+if os.environ.get("LABTUI_TEST_VIA") == "launcher":  # the installed command's way, through the helper
+    LABTUI = [sys.executable, "-SI", str(Path(__file__).resolve().parents[1] / "labtui" / "launch.py")]
 
 
 def labtui(*args: str, check: bool = True, timeout: float = 60, input: str | None = None,
@@ -60,7 +62,7 @@ def remove_all() -> None:
 
 
 def our_processes() -> list[tuple[int, str]]:
-    """labtui's supervisors and inits started under this test run's LABTUI_ROOT (other labtui
+    """labtui's supervisors, inits, helpers and their workers started under this test run's LABTUI_ROOT (other labtui
     users of the machine, a real install included, are not ours to judge)."""
     mark = f"LABTUI_ROOT={os.environ['LABTUI_ROOT']}".encode()
     out = []
@@ -72,7 +74,7 @@ def our_processes() -> list[tuple[int, str]]:
                 comm = f.read().strip()
         except OSError:
             continue
-        if comm in ("labtui-sup", "labtui-init"):
+        if comm in ("labtui-sup", "labtui-init", "labtui-helper", "labtui-worker"):
             try:
                 with open(f"/proc/{name}/environ", "rb") as f:
                     if mark not in f.read().split(b"\0"):

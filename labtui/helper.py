@@ -1,0 +1,402 @@
+"""The warm helper: a process that has imported labtui once and forks a worker per command.
+
+`labtui` (labtui/launch.py) connects to $RUN/helper.sock and sends its arguments, environment,
+working directory, umask and stdio descriptors. The helper forks; the worker takes on all of that
+(the client's stdio become its 0, 1 and 2, its rlimits are copied with prlimit(2)), says its PID,
+and runs labtui.cli exactly as a freshly started `labtui` would. The helper reaps the worker and
+sends its wait status back, so the client exits the same way. A worker whose client dies (even by
+SIGKILL) is killed too: the client's end closing raises SIGIO on the worker's socket (O_ASYNC,
+fcntl(2)), just as if the command had been running in the killed process itself.
+
+Everything a container's supervisor needs is imported here before the first fork, pyroute2
+included, and then frozen (gc.freeze) so that forked workers do not copy pages just to walk them.
+
+The helper is root's only (the socket is 0600 in a root-owned directory, and SO_PEERCRED is
+checked), keeps one instance per state directory (flock on helper.lock), leaves when idle for
+LABTUI_HELPER_IDLE seconds (default 900), and refuses work when any of its source files changed
+since it imported them: the client then runs the command the ordinary way and starts a new helper.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import gc
+import io
+import os
+import resource
+import selectors
+import signal
+import socket
+import struct
+import sys
+import time
+
+from labtui.launch import PROTOCOL, run_dir, socket_path
+
+IDLE_DEFAULT = 900.0
+COMM = b"labtui-helper"
+PRELOAD = [
+    "engine.api", "engine.supervisor", "engine.init", "engine.rootfs", "engine.security", "engine.seccomp",
+    "engine.capabilities", "engine.devices", "engine.userns", "engine.hooks", "engine.restart", "engine.health",
+    "engine.exec", "engine.strace", "engine.cgroups", "engine.cgroups.v1", "engine.cgroups.v2",
+    "engine.cgroups.limits", "engine.cgroups.stats", "engine.cgroups.alerts", "engine.network",
+    "engine.network.netlink", "engine.images", "engine.events", "engine.digest", "engine.procfs",
+    "labtui.cli", "labtui.attach_client",
+]
+RLIMITS = [getattr(resource, n) for n in dir(resource) if n.startswith("RLIMIT_")]
+
+
+def preload() -> None:
+    import importlib
+
+    for name in PRELOAD:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
+    from engine.network import netlink
+
+    netlink._iproute_class()  # pyroute2's IPRoute: the slow import a bridge network needs
+    from labtui import cli
+
+    cli.warm_parsers()
+
+
+def source_stamp() -> dict[str, float]:
+    """mtime of every module file of ours that is loaded: a changed file makes this helper stale."""
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = {}
+    for mod in list(sys.modules.values()):
+        path = getattr(mod, "__file__", None)
+        if path and path.startswith(here):
+            try:
+                out[path] = os.stat(path).st_mtime
+            except OSError:
+                out[path] = 0.0
+    return out
+
+
+def is_stale(stamp: dict[str, float]) -> bool:
+    for path, mtime in stamp.items():
+        try:
+            if os.stat(path).st_mtime != mtime:
+                return True
+        except OSError:
+            return True
+    return False
+
+
+def parse_request(data: bytes) -> tuple[str, int, list[str], dict[str, str]]:
+    parts = data.split(b"\0")
+    if parts[0] != PROTOCOL:
+        raise ValueError("unknown protocol")
+    cwd, umask, argc = os.fsdecode(parts[1]), int(parts[2]), int(parts[3])
+    argv = [os.fsdecode(a) for a in parts[4:4 + argc]]
+    env = {}
+    for item in parts[4 + argc:]:
+        k, sep, v = item.partition(b"=")
+        if sep:
+            env[os.fsdecode(k)] = os.fsdecode(v)
+    return cwd, umask, argv, env
+
+
+class Helper:
+    def __init__(self, idle: float) -> None:
+        self.idle = idle
+        self.sel = selectors.DefaultSelector()
+        self.workers: dict[int, tuple[int, socket.socket]] = {}  # pidfd -> (pid, client connection)
+        self.listener: socket.socket | None = None
+        self.sock_ino = 0
+        self.stamp: dict[str, float] = {}
+        self.last = time.monotonic()
+        self.stopping = False
+        self.terminate = False
+        self.lock_fd: int | None = None
+        # SIGTERM wakes select through this pipe (signal.set_wakeup_fd); the handler only flags.
+        self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.sel.register(self.wake_r, selectors.EVENT_READ, "wake")
+        signal.set_wakeup_fd(self.wake_w)
+        signal.signal(signal.SIGTERM, self._on_term)
+
+    def _on_term(self, signum: int, frame: object) -> None:
+        self.terminate = True
+
+    def listen(self) -> None:
+        path = socket_path()
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        srv = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        srv.bind(path)
+        os.chmod(path, 0o600)
+        self.sock_ino = os.stat(path).st_ino  # to remove the path only while it is still ours
+        srv.listen(64)
+        self.listener = srv
+        self.sel.register(srv, selectors.EVENT_READ, "listen")
+
+    def stop_listening(self) -> None:
+        """No new work; finish the workers that run (their clients wait for their status)."""
+        if self.listener is None:
+            return
+        try:
+            if os.stat(socket_path()).st_ino == self.sock_ino:
+                os.unlink(socket_path())
+        except OSError:
+            pass
+        self.sel.unregister(self.listener)
+        self.listener.close()
+        self.listener = None
+        self.stopping = True
+
+    def serve(self) -> None:
+        while True:
+            if self.stopping and not self.workers:
+                return
+            timeout = None if self.workers or self.stopping else max(0.0, self.last + self.idle - time.monotonic())
+            events = self.sel.select(timeout)
+            if not events and not self.workers and time.monotonic() >= self.last + self.idle:
+                self.stop_listening()
+                continue
+            for key, _ in events:
+                if key.data == "wake":
+                    while True:
+                        try:
+                            if not os.read(self.wake_r, 64):
+                                break
+                        except BlockingIOError:
+                            break
+                    if self.terminate:
+                        self.stop_listening()
+                elif key.data == "listen":
+                    self.accept()
+                elif key.data == "conn":
+                    self.take(key.fileobj)
+                else:
+                    self.reap(key.fd)
+
+    def accept(self) -> None:
+        if self.listener is None:
+            return
+        try:
+            conn, _ = self.listener.accept()
+        except OSError:
+            return
+        self.sel.register(conn, selectors.EVENT_READ, "conn")
+
+    def take(self, conn: socket.socket) -> None:
+        """One request: check who asks and whether we are current, then fork its worker."""
+        self.sel.unregister(conn)
+        self.last = time.monotonic()
+        fds: list[int] = []
+        try:
+            data, fds, _, _ = socket.recv_fds(conn, 1 << 20, 3)
+            pid, uid, _ = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+            if uid != 0 or len(fds) != 3:
+                conn.send(b"R")
+                raise ValueError("refused")
+            if is_stale(self.stamp):
+                conn.send(b"S")
+                self.stop_listening()
+                raise ValueError("stale")
+            req = parse_request(data)
+        except (OSError, ValueError):
+            for fd in fds:
+                os.close(fd)
+            conn.close()
+            return
+        child = os.fork()
+        if child == 0:
+            code = 1
+            try:
+                code = self.worker(conn, fds, pid, *req)
+            finally:
+                os._exit(code)
+        for fd in fds:
+            os.close(fd)
+        pidfd = os.pidfd_open(child)
+        self.workers[pidfd] = (child, conn)
+        self.sel.register(pidfd, selectors.EVENT_READ, "worker")
+
+    def reap(self, pidfd: int) -> None:
+        child, conn = self.workers.pop(pidfd)
+        self.sel.unregister(pidfd)
+        os.close(pidfd)
+        _, status = os.waitpid(child, 0)
+        try:
+            conn.send(b"X%d" % status)
+        except OSError:
+            pass
+        conn.close()
+        self.last = time.monotonic()
+
+    # ---- in the worker --------------------------------------------------------------------------
+    def worker(self, conn: socket.socket, fds: list[int], client: int, cwd: str, umask: int,
+               argv: list[str], env: dict[str, str]) -> int:
+        signal.set_wakeup_fd(-1)
+        self.sel.close()
+        for fd in (self.wake_r, self.wake_w, self.lock_fd):
+            if fd is not None:
+                os.close(fd)  # the lock above all: a long-lived supervisor would hold it forever
+        if self.listener is not None:
+            self.listener.close()
+        for pidfd, (_, other) in self.workers.items():
+            os.close(pidfd)
+            other.close()
+        os.setsid()
+        become_client(fds, client, cwd, umask, env)
+        _set_comm(b"labtui-worker")
+        sys.argv = ["labtui", *argv]
+        conn.send(b"P%d" % os.getpid())
+        die_with_client(conn)
+        from engine import api
+
+        api.FORK_CLOSE_FDS.append(conn.fileno())  # supervisors forked from here must not keep it
+        return run_cli(argv)
+
+
+def become_client(fds: list[int], client: int, cwd: str, umask: int, env: dict[str, str]) -> None:
+    """Take on the client's stdio, directory, umask, environment, limits and default signals."""
+    for target, fd in enumerate(fds):
+        os.dup2(fd, target)
+    for fd in fds:
+        if fd > 2:
+            os.close(fd)
+    try:
+        os.chdir(cwd)
+    except OSError:
+        os.chdir("/")
+    os.umask(umask)
+    os.environ.clear()
+    os.environ.update(env)
+    for res in RLIMITS:
+        try:
+            resource.setrlimit(res, resource.prlimit(client, res))
+        except (OSError, ValueError):
+            pass
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2,
+                signal.SIGWINCH, signal.SIGCHLD):
+        signal.signal(sig, signal.SIG_DFL)
+    sys.stdin = _text(0, "r", "surrogateescape")
+    sys.stdout = _text(1, "w", "surrogateescape")
+    sys.stderr = _text(2, "w", "backslashreplace")
+
+
+def _text(fd: int, mode: str, errors: str) -> io.TextIOWrapper:
+    """A fresh sys.stdin/stdout/stderr on fd: line-buffered on a terminal, as at interpreter start."""
+    tty = os.isatty(fd)
+    raw = io.FileIO(fd, mode, closefd=False)
+    buf = io.BufferedReader(raw) if mode == "r" else io.BufferedWriter(raw)
+    return io.TextIOWrapper(buf, encoding="utf-8", errors=errors, line_buffering=tty or fd == 2,
+                            write_through=fd == 2)
+
+
+def die_with_client(conn: socket.socket) -> None:
+    """When the client's end closes (it exited or was killed), the kernel raises SIGIO here; a
+    command whose caller is gone is killed, as it would have been in the caller's own process."""
+    def on_sigio(signum: int, frame: object) -> None:
+        try:
+            if conn.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b"":
+                os.kill(os.getpid(), signal.SIGKILL)
+        except BlockingIOError:
+            pass
+        except OSError:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    signal.signal(signal.SIGIO, on_sigio)
+    fcntl.fcntl(conn.fileno(), fcntl.F_SETOWN, os.getpid())
+    fcntl.fcntl(conn.fileno(), fcntl.F_SETFL, fcntl.fcntl(conn.fileno(), fcntl.F_GETFL) | os.O_ASYNC)
+    on_sigio(signal.SIGIO, None)  # it may have gone before O_ASYNC was set
+
+
+def run_cli(argv: list[str]) -> int:
+    """labtui.cli.entry(), returning the code instead of leaving."""
+    from labtui import cli
+
+    try:
+        rc = cli.main(argv)
+        code = rc if isinstance(rc, int) else 1
+    except SystemExit as e:  # argparse's usage errors and --help
+        if e.code is None or isinstance(e.code, int):
+            code = e.code or 0
+        else:
+            print(e.code, file=sys.stderr)
+            code = 1
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+        code = 1
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (BrokenPipeError, OSError):
+        pass
+    return code
+
+
+def _set_comm(name: bytes) -> None:
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(15, ctypes.c_char_p(name[:15]), 0, 0, 0)  # PR_SET_NAME, prctl(2)
+
+
+def stop(timeout: float = 5.0) -> bool:
+    """Stop the helper of this state directory (tests, uninstall). Returns whether one ran."""
+    try:
+        with open(os.path.join(run_dir(), "helper.lock")) as f:
+            pid = int(f.read().strip() or 0)
+    except (OSError, ValueError):
+        return False
+    if not pid:
+        return False
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.02)
+    os.kill(pid, signal.SIGKILL)
+    return True
+
+
+def main() -> None:
+    d = run_dir()
+    os.makedirs(d, mode=0o700, exist_ok=True)
+    lock = os.open(os.path.join(d, "helper.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return  # one helper per state directory: another one serves (or is finishing)
+    log = os.open(os.path.join(d, "helper.log"), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    os.dup2(log, 2)
+    os.close(log)
+    _set_comm(COMM)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    idle = float(os.environ.get("LABTUI_HELPER_IDLE", IDLE_DEFAULT))
+    h = Helper(idle)
+    h.lock_fd = lock
+    preload()
+    h.stamp = source_stamp()
+    gc.collect()
+    gc.freeze()  # forked workers then never touch these objects' pages to collect them
+    h.listen()
+    os.ftruncate(lock, 0)
+    os.pwrite(lock, b"%d\n" % os.getpid(), 0)
+    try:
+        h.serve()
+    finally:
+        h.stop_listening()
+        os.ftruncate(lock, 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,172 @@
+"""The installed `labtui` command (labtui/launch.py) and its warm helper (labtui/helper.py).
+
+The command must behave exactly as when it runs in its own process: output on the caller's own
+stdout and stderr, stdin, environment, exit codes, signals passed on, a killed caller taking its
+command down with it, and stale code never used.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import inspect, labtui, our_processes, wait_for
+
+pytestmark = pytest.mark.root
+
+REPO = Path(__file__).resolve().parents[2]
+LAUNCH = [sys.executable, "-SI", str(REPO / "labtui" / "launch.py")]
+
+
+def launch(*args: str, env: dict | None = None, **kw) -> subprocess.CompletedProcess:
+    kw.setdefault("capture_output", True)
+    return subprocess.run(LAUNCH + list(args), text=True, timeout=60, env=env, **kw)
+
+
+def helper_pid(root: str | None = None) -> int | None:
+    lock = Path(root or os.environ["LABTUI_ROOT"]) / "run" / "helper.lock"
+    try:
+        pid = int(lock.read_text().strip() or 0)
+    except (OSError, ValueError):
+        return None
+    return pid if pid and Path(f"/proc/{pid}").exists() else None
+
+
+def sock(root: str | None = None) -> Path:
+    return Path(root or os.environ["LABTUI_ROOT"]) / "run" / "helper.sock"
+
+
+@pytest.fixture(scope="module")
+def helper():
+    """A helper for this test run's state directory, stopped at the end."""
+    from labtui import helper as helper_mod
+
+    launch("ps")  # no helper yet: runs here and starts one
+    wait_for(lambda: sock().exists() and helper_pid(), timeout=20, what="the helper's socket")
+    yield helper_pid()
+    helper_mod.stop()
+    assert wait_for(lambda: not sock().exists(), what="the helper's socket to go")
+
+
+def served_by_helper(*args: str, **kw) -> subprocess.CompletedProcess:
+    """Run through the launcher and prove the helper did it: the launcher itself never imported
+    the CLI (python -X importtime lists every import on stderr)."""
+    p = subprocess.run(LAUNCH[:1] + ["-X", "importtime"] + LAUNCH[1:] + list(args), text=True,
+                       capture_output=True, timeout=60, **kw)
+    imports = [ln for ln in p.stderr.splitlines() if ln.startswith("import time:")]
+    assert imports and not any("labtui.cli" in ln for ln in imports), p.stderr
+    p.stderr = "\n".join(ln for ln in p.stderr.splitlines() if not ln.startswith("import time:"))
+    return p
+
+
+def test_run_through_the_helper_keeps_stdio_and_exit_code(helper):
+    p = served_by_helper("run", "--rm", "busybox", "sh", "-c", "echo out; echo err >&2; exit 3")
+    assert p.returncode == 3
+    assert p.stdout == "out\n"
+    assert p.stderr.strip() == "err"
+
+
+def test_stdin_environment_and_working_directory_reach_the_command(helper, tmp_path):
+    env = dict(os.environ, LABTUI_HELPER_TEST="from-the-caller")
+    p = served_by_helper("run", "--rm", "-i", "-e", "LABTUI_HELPER_TEST", "busybox", "sh", "-c",
+                         'cat; echo "$LABTUI_HELPER_TEST"', input="hello\n", env=env)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == "hello\nfrom-the-caller\n"
+    # A relative path is the caller's: found in the caller's directory, not the helper's.
+    (tmp_path / "bad.tar").write_text("not a tarball\n")
+    p = served_by_helper("image", "import", "bad.tar", cwd=tmp_path)
+    assert p.returncode == 125 and "not a tar archive" in p.stderr, p.stderr
+
+
+def test_errors_and_usage_come_back_as_from_the_ordinary_command(helper):
+    p = served_by_helper("run", "--rm", "no-such-image")
+    assert p.returncode == 125 and "no-such-image" in p.stderr
+    p = served_by_helper("run", "--rm", "busybox", "no-such-command")
+    assert p.returncode == 127
+    p = served_by_helper("inspect")
+    assert p.returncode == 2 and "usage" in p.stderr
+
+
+def test_signals_to_the_caller_reach_the_container(helper):
+    name = f"helper-sig-{os.getpid()}"
+    p = subprocess.Popen(LAUNCH + ["run", "--rm", "--name", name, "busybox", "sleep", "30"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: inspect(name)["State"]["Status"] == "running"
+                 if labtui("inspect", name, check=False).returncode == 0 else False, what="running")
+        p.send_signal(signal.SIGTERM)  # docker's --sig-proxy: to the container's main process
+        assert p.wait(timeout=20) == 128 + signal.SIGTERM
+    finally:
+        p.kill()
+        labtui("rm", "-f", name, check=False)
+    assert labtui("inspect", name, check=False).returncode != 0  # --rm removed it
+
+
+def test_killed_caller_kills_its_command_but_not_the_container(helper):
+    name = f"helper-kill-{os.getpid()}"
+    p = subprocess.Popen(LAUNCH + ["run", "--name", name, "busybox", "sleep", "30"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: labtui("inspect", name, check=False).returncode == 0
+                 and inspect(name)["State"]["Status"] == "running", what="running")
+        workers = _workers(helper)
+        assert len(workers) == 1
+        p.kill()
+        p.wait()
+        wait_for(lambda: not _workers(helper), what="the worker to die with its caller")
+        assert inspect(name)["State"]["Status"] == "running"  # the supervisor is detached
+    finally:
+        labtui("rm", "-f", name, check=False)
+
+
+def _workers(helper: int) -> list[int]:
+    with open(f"/proc/{helper}/task/{helper}/children") as f:
+        return [int(x) for x in f.read().split()]
+
+
+def test_stale_helper_is_not_used_and_is_replaced(helper):
+    target = REPO / "labtui" / "attach_client.py"
+    st = target.stat()
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+    try:
+        p = launch("ps")
+        assert p.returncode == 0
+        wait_for(lambda: helper_pid() is None or helper_pid() != helper, what="the stale helper to leave")
+    finally:
+        os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+    # The next command finds no helper (or the new one) and still works.
+    assert launch("ps").returncode == 0
+    wait_for(lambda: sock().exists() and helper_pid(), timeout=20, what="a new helper")
+
+
+def test_idle_helper_leaves_and_non_root_never_uses_one():
+    root = tempfile.mkdtemp(prefix="labtui-helper-", dir="/var/tmp")
+    env = dict(os.environ, LABTUI_ROOT=root, LABTUI_HELPER_IDLE="1")
+    try:
+        assert launch("ps", env=env).returncode == 0
+        wait_for(lambda: helper_pid(root), timeout=20, what="the helper to start")
+        pid = helper_pid(root)
+        wait_for(lambda: not Path(f"/proc/{pid}").exists(), timeout=15, what="the idle helper to leave")
+        assert not sock(root).exists()
+        p = launch("ps", env=dict(env, LABTUI_HELPER="0"))
+        assert p.returncode == 0
+        time.sleep(0.3)
+        assert helper_pid(root) is None  # LABTUI_HELPER=0: ordinary way only, no helper started
+    finally:
+        import shutil
+
+        shutil.rmtree(root, ignore_errors=True)
+    p = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] + LAUNCH + ["ps"],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 125 and "must run as root" in p.stderr
+
+
+def test_no_worker_or_helper_left_behind(helper):
+    assert [c for _, c in our_processes() if c == "labtui-worker"] == []

@@ -1,6 +1,9 @@
 """`labtui run --rm busybox true` beside `runc run` on the same busybox root filesystem.
 
-Both run in one process, interleaved, N times each; prints the medians and the ratio.
+labtui is run as the installed command runs (labtui/launch.py on `python3 -SI`), once through its
+warm helper (the usual case: any earlier labtui command started it) and once the ordinary way
+(LABTUI_HELPER=0: a fresh interpreter imports everything). All three run in one process,
+interleaved, N times each; prints the medians and the ratios to runc.
 Usage (root): /opt/labtui-venv/bin/python bench/bench_run.py [-n 30] [--network none|bridge]
 Needs runc (apt-get install runc). Not a test: figures go into the issue's closing note.
 """
@@ -17,7 +20,9 @@ import sys
 import tempfile
 import time
 
-LABTUI = [sys.executable, "-m", "labtui.cli"]
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LABTUI = [sys.executable, "-SI", os.path.join(REPO, "labtui", "launch.py")]
+STOP_HELPER = [sys.executable, "-c", "from labtui import helper; helper.stop()"]
 
 
 def timed(cmd: list[str], env: dict | None = None) -> float:
@@ -54,27 +59,34 @@ def main() -> None:
     env = dict(os.environ, LABTUI_ROOT=os.path.join(work, "state"), LABTUI_CGROUP_PARENT="labtui-bench",
                LABTUI_DEFAULT_BRIDGE="ltbench0")
     try:
-        subprocess.run(["python3", "-m", "compileall", "-q", "engine", "labtui"], stdout=subprocess.DEVNULL,
-                       cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        subprocess.run([sys.executable, "-m", "compileall", "-q", "engine", "labtui"], stdout=subprocess.DEVNULL,
+                       cwd=REPO)
         lab_cmd = LABTUI + ["run", "--rm", "--network", args.network, "busybox", "true"]
-        timed(lab_cmd, env)  # builds the busybox image once
+        cold_env = dict(env, LABTUI_HELPER="0")
+        timed(lab_cmd, cold_env)  # builds the busybox image once
+        timed(lab_cmd, env)  # starts the helper
+        time.sleep(1.5)  # ... which imports everything in the background
         layer_dir = os.path.join(env["LABTUI_ROOT"], "lib", "layers")
         layer = os.path.join(layer_dir, os.listdir(layer_dir)[0])
         bundle = runc_bundle(layer, work)
-        lab, runc = [], []
+        warm, cold, runc = [], [], []
         for i in range(args.n):
-            lab.append(timed(lab_cmd, env))
+            warm.append(timed(lab_cmd, env))
+            cold.append(timed(lab_cmd, cold_env))
             runc.append(timed(["runc", "run", "--bundle", bundle, f"labtui-bench-{os.getpid()}-{i}"]))
-        ml, mr = statistics.median(lab), statistics.median(runc)
-        print(f"labtui run --rm --network {args.network} busybox true: median {ml:.1f} ms "
-              f"(min {min(lab):.1f}, max {max(lab):.1f}, n={args.n})")
-        print(f"runc run (busybox rootfs, true):      median {mr:.1f} ms (min {min(runc):.1f}, max {max(runc):.1f})")
-        print(f"ratio labtui/runc: {ml / mr:.2f}x")
+        mw, mc, mr = statistics.median(warm), statistics.median(cold), statistics.median(runc)
+        what = f"labtui run --rm --network {args.network} busybox true"
+        print(f"{what}, warm helper:  median {mw:.1f} ms (min {min(warm):.1f}, max {max(warm):.1f}, n={args.n})")
+        print(f"{what}, no helper:    median {mc:.1f} ms (min {min(cold):.1f}, max {max(cold):.1f})")
+        print(f"runc run (busybox rootfs, true):{' ' * (len(what) - 17)}median {mr:.1f} ms "
+              f"(min {min(runc):.1f}, max {max(runc):.1f})")
+        print(f"ratio labtui/runc: {mw / mr:.2f}x with the helper, {mc / mr:.2f}x without")
     finally:
+        subprocess.run(STOP_HELPER, env=env, capture_output=True, cwd=REPO)
         if args.network != "none":
-            subprocess.run(LABTUI + ["system", "prune"], env=env, capture_output=True)
+            subprocess.run(LABTUI + ["system", "prune"], env=dict(env, LABTUI_HELPER="0"), capture_output=True)
             code = "from engine import network; network.remove_network('bridge', lambda n: [], allow_default=True)"
-            subprocess.run([sys.executable, "-c", code], env=env, capture_output=True)
+            subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, cwd=REPO)
         shutil.rmtree(work, ignore_errors=True)
 
 

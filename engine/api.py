@@ -181,7 +181,8 @@ def start(ref: str, client=None, winsize: tuple[int, int] | None = None) -> Cont
         return c  # docker: starting a running container is a no-op
     if not state.can_start(st):
         raise Conflict(f"cannot start container {c.name}: it is {st}")
-    state.update_state(c.id, manual_stop=None, kill_requested=None)
+    if c.state.get("manual_stop") or c.state.get("kill_requested"):
+        state.update_state(c.id, manual_stop=None, kill_requested=None)
     status_r, sup_pid = spawn_supervisor(c.id, client, winsize)
     msg = _read_status(status_r, c)
     if msg.get("t") == "error":

@@ -160,7 +160,9 @@ def _alert_watcher(c: Container, cgroup: object | None) -> Callable[[], None] | 
 def after_exit(rec: Recorder, c: Container, cgroup: object | None, net: object | None) -> None:
     from engine import security
 
-    security.finish_denials()  # the last audit records, then the watcher closes
+    # What the audit socket holds now; records still on their way are read by the supervisor's
+    # last act (security.finish_denials), after the caller has its exit code.
+    security.poll_denials()
     if c.config.get("strace"):
         from engine import strace
 

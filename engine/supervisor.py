@@ -26,6 +26,7 @@ from engine.errors import EngineError
 from engine.steps import FileSink, Recorder
 
 LOG_PARTIAL_MAX = 16 * 1024  # docker splits log lines at 16 KiB
+WATCH_INTERVAL = 0.25  # seconds between reads of the cgroup counters and audit records
 
 
 class FifoGate:
@@ -109,6 +110,7 @@ class Supervisor:
         self.net = None
         self.oom_before: int | None = None
         self.force_restart = False
+        self.first_run: dict = {}
 
     # ---- reporting to the CLI that started us -------------------------------------------------
     def report(self, msg: dict) -> None:
@@ -152,7 +154,7 @@ class Supervisor:
         listener = self.listen()
         count = 0
         delay = restart.FIRST_DELAY
-        state.update_state(self.cid, restart_count=0, restarting=None)
+        self.first_run = {"restart_count": 0, "restarting": None}  # written with the first start's PID
         while True:
             t0 = time.monotonic()
             code, started = self.start_once(listener)
@@ -218,7 +220,8 @@ class Supervisor:
         state.update_state(self.cid, pid=pid, pid_start=pid_start, boot_id=state.boot_id(),
                            main_pid=None, exit_code=None, finished_at=None, error=None, paused=None,
                            started_at=state.now_iso(), supervisor_pid=os.getpid(),
-                           supervisor_start=state.proc_start_time(os.getpid()))
+                           supervisor_start=state.proc_start_time(os.getpid()), **self.first_run)
+        self.first_run = {}
         try:
             self.before_go(pid, child_joins=bool(plan.cgroup_join))
         except EngineError as e:
@@ -436,8 +439,9 @@ class Supervisor:
         watcher = self.watcher()
         health = self.health_monitor(pid)
         exited = False
+        tick = time.monotonic() + WATCH_INTERVAL
         while not exited:
-            timeout = 0.25 if watcher or health else None
+            timeout = max(0.0, tick - time.monotonic()) if watcher or health else None
             for key, _ in self.sel.select(timeout):
                 kind, arg = key.data
                 if kind == "out":
@@ -452,11 +456,16 @@ class Supervisor:
                     self.on_client(arg)
                 elif kind == "exit":
                     exited = True
-            if watcher:
-                watcher()
-            if health and health.tick() == "unhealthy" and health.spec.get("on_failure") == "restart":
-                self.force_restart = True  # --health-on-failure restart: whatever the policy
-                os.kill(pid, signal.SIGKILL)
+            # Counters are read every 250 ms, not on every wake-up (output, clients), and once
+            # more when the container has exited, so an OOM kill at the very end is still seen.
+            if exited or time.monotonic() >= tick:
+                tick = time.monotonic() + WATCH_INTERVAL
+                if watcher:
+                    watcher()
+                if not exited and health and health.tick() == "unhealthy" \
+                        and health.spec.get("on_failure") == "restart":
+                    self.force_restart = True  # --health-on-failure restart: whatever the policy
+                    os.kill(pid, signal.SIGKILL)
         if health:
             health.close()
         _, status = os.waitpid(pid, 0)
@@ -574,7 +583,11 @@ def run(cid: str, status_fd: int | None, client: socket.socket | None,
     os.close(errlog)
     try:
         sup = Supervisor(cid, status_fd, client, winsize)
-        return sup.run_loop()
+        code = sup.run_loop()
+        from engine import security
+
+        security.finish_denials()  # late audit records, once nobody waits for us any more
+        return code
     except EngineError as e:
         print(f"labtui supervisor: {e}", file=sys.stderr)
         _report_failure(cid, status_fd, str(e), e.exit_code)

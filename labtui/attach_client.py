@@ -49,14 +49,29 @@ def _attached(c, interactive: bool, use_tty: bool, autoremove: bool) -> int:
         raise
     theirs.close()
     code = relay(mine, c, interactive, use_tty)
-    sup = getattr(started, "supervisor_pid", None)
-    if autoremove and sup:
-        # docker run --rm returns once the container is gone: the supervisor removes it.
-        try:
-            os.waitpid(sup, 0)
-        except ChildProcessError:
+    if autoremove:
+        # docker run --rm returns once the container is gone: the supervisor removes it, then
+        # lets its clients go, so the end of our socket is the moment (its own exit comes later).
+        _wait_eof(mine)
+        if c.dir.exists():
             _wait_removed(c)
+    mine.close()
+    sup = getattr(started, "supervisor_pid", None)
+    if sup:
+        try:
+            os.waitpid(sup, os.WNOHANG)  # no zombie if it is done already; else init adopts it
+        except ChildProcessError:
+            pass
     return code
+
+
+def _wait_eof(sock: socket.socket) -> None:
+    sock.settimeout(10)
+    try:
+        while sock.recv(65536):
+            pass
+    except OSError:
+        pass
 
 
 def _wait_removed(c) -> None:

@@ -252,7 +252,14 @@ class Helper:
         from engine import api
 
         api.FORK_CLOSE_FDS.append(conn.fileno())  # supervisors forked from here must not keep it
-        return run_cli(argv)
+        code = run_cli(argv)
+        # Tell the client now: tearing down this process's memory takes a while. (The helper's
+        # own report, from waitpid, still covers a worker that dies before getting here.)
+        try:
+            conn.send(b"X%d" % ((code & 0xFF) << 8))
+        except OSError:
+            pass
+        return code
 
 
 def become_client(fds: list[int], client: int, cwd: str, umask: int, env: dict[str, str]) -> None:

@@ -19,7 +19,7 @@ import sys
 import termios
 import time
 
-from engine import namespaces, rootfs, sched, security, userns
+from engine import namespaces, procfs, rootfs, sched, security, userns
 from engine import syscalls as sc
 from engine.errors import EngineError, StepError
 from engine.record import dataclass, field
@@ -251,20 +251,27 @@ def exit_code(status: int) -> int:
     return os.waitstatus_to_exitcode(status)
 
 
+def reset_ignored_signals() -> None:
+    """Ignored signals stay ignored across execve(2) (caught ones are reset by it): Python
+    ignores SIGPIPE and SIGXFSZ and the supervisor SIGHUP/SIGINT. The command must start with
+    every default - a shell cannot even trap a signal that was ignored when it started. The
+    kernel lists them in SigIgn (proc(5)); only those need a sigaction. (procfs is imported at
+    the top: this runs after pivot_root, where the engine's files are out of reach.)"""
+    mask = int(procfs.status_field("self", "SigIgn") or "0", 16)
+    for sig in range(1, 65):
+        if mask >> (sig - 1) & 1 and sig not in (signal.SIGKILL, signal.SIGSTOP):
+            try:
+                signal.signal(sig, signal.SIG_DFL)
+            except (OSError, ValueError):
+                pass
+
+
 def exec_main(rec: Recorder, plan: ChildPlan, chan: Channel) -> None:
     cfg = plan.config
     code = 125
     try:
         signal.pthread_sigmask(signal.SIG_SETMASK, set())
-        # Ignored signals stay ignored across execve(2): Python ignores SIGPIPE and SIGXFSZ and
-        # the supervisor SIGHUP/SIGINT. The command must start with every default (a shell
-        # cannot even trap a signal that was ignored when it started).
-        for sig in signal.valid_signals():
-            if sig not in (signal.SIGKILL, signal.SIGSTOP):
-                try:
-                    signal.signal(sig, signal.SIG_DFL)
-                except (OSError, ValueError):
-                    pass
+        reset_ignored_signals()
         os.setsid()
         if plan.tty_fd is not None:
             import fcntl

@@ -439,6 +439,11 @@ def compile_plan(plan: Plan, log: bool = True, cache: Path | None = None) -> Fil
     return load_or_compile(key, lambda: plan, log, cache)
 
 
+# Compiled programs this process has read or built, by cache key: the key covers everything the
+# program depends on (profile digest, capabilities, libseccomp, arch, kernel), so it cannot go stale.
+_MEMO: dict[tuple[str, str], Filter] = {}
+
+
 def load_or_compile(key_obj: dict, make_plan, log: bool = True, cache: Path | None = None) -> Filter:
     """The filter for key_obj (what determines it: the profile, the capabilities, ...) from a
     cache of compiled programs, else make_plan() compiled by libseccomp and stored there. A cache
@@ -449,12 +454,17 @@ def load_or_compile(key_obj: dict, make_plan, log: bool = True, cache: Path | No
                           "kernel": kernel_version()}, sort_keys=True, default=str)
     key = sha256_hex(key_src.encode())[:32]
     path = (cache / f"{key}.json") if cache is not None else None
+    memo = _MEMO.get((key, str(path)))
+    if memo is not None:  # a process that built or read it before: labtui's helper, the app
+        return memo
     if path is not None:
         try:
             with open(path) as f:
                 m = json.load(f)
-            return Filter(None, None, m["unknown"], bytes.fromhex(m["bpf"]), log, True, m["nr"], m["summary"],
-                          m["errnos"], m["default_errno"])
+            flt = Filter(None, None, m["unknown"], bytes.fromhex(m["bpf"]), log, True, m["nr"], m["summary"],
+                         m["errnos"], m["default_errno"])
+            _MEMO[(key, str(path))] = flt
+            return flt
         except (OSError, ValueError, KeyError):
             pass
     flt = build(make_plan(), log=log)

@@ -233,9 +233,33 @@ def _filter_key(s: Settings) -> dict:
 
         profile = sha256_hex(json.dumps(s.profile, sort_keys=True).encode())
     else:
-        with open(seccomp.DEFAULT_PROFILE, "rb") as f:
-            profile = "default:" + sha256_hex(f.read())
+        profile = _default_profile_digest(seccomp.DEFAULT_PROFILE)
     return {"profile": profile, "caps": s.cap_names()}
+
+
+_DIGESTS: dict[tuple, str] = {}
+
+
+def _default_profile_digest(path) -> str:
+    """sha256 of the default profile's file, read again only when the file changed."""
+    from engine.digest import sha256_hex
+
+    st = os.stat(path)
+    key = (str(path), st.st_ino, st.st_size, st.st_mtime_ns)
+    digest = _DIGESTS.get(key)
+    if digest is None:
+        with open(path, "rb") as f:
+            digest = _DIGESTS[key] = "default:" + sha256_hex(f.read())
+    return digest
+
+
+def warm_up() -> None:
+    """Read the default seccomp program into memory (labtui's helper, before it forks workers)."""
+    from engine import paths, seccomp
+
+    cfg = {"id": "warm-up", "security": {}}
+    s = settings(cfg)
+    seccomp.load_or_compile(_filter_key(s), lambda: seccomp_plan(cfg), cache=paths.lib_dir() / "seccomp-cache")
 
 
 def _container_running(cid: str) -> bool:

@@ -34,6 +34,7 @@ import time
 from labtui.launch import PROTOCOL, run_dir, socket_path
 
 IDLE_DEFAULT = 900.0
+HELPER_LAYOUT_TTL = 60.0  # seconds; refreshed after every command
 COMM = b"labtui-helper"
 PRELOAD = [
     "engine.api", "engine.supervisor", "engine.init", "engine.rootfs", "engine.security", "engine.seccomp",
@@ -60,6 +61,23 @@ def preload() -> None:
     from labtui import cli
 
     cli.warm_parsers()
+    warm_caches()
+
+
+def warm_caches() -> None:
+    """What every container start reads and that does not change under a running helper: read
+    once here, inherited by every worker (and its supervisor) for free."""
+    from engine import cgroups, security, state
+
+    # The cgroup mounts: detected again after LAYOUT_TTL in a worker; a helper keeps its copy fresh
+    # after each command (reap), so its workers never pay the mountinfo parse.
+    cgroups.LAYOUT_TTL = HELPER_LAYOUT_TTL
+    cgroups.host_layout()
+    state.boot_id()
+    try:
+        security.warm_up()
+    except Exception as e:  # a broken cache or libseccomp: the worker will say so, in its command
+        print(f"labtui helper: seccomp warm-up failed: {e!r}", file=sys.stderr)
 
 
 def source_stamp() -> dict[str, float]:
@@ -229,6 +247,10 @@ class Helper:
             pass
         conn.close()
         self.last = time.monotonic()
+        if not self.workers:
+            from engine import cgroups
+
+            cgroups.host_layout(refresh=True)
 
     # ---- in the worker --------------------------------------------------------------------------
     def worker(self, conn: socket.socket, fds: list[int], client: int, cwd: str, umask: int,
@@ -274,11 +296,16 @@ def become_client(fds: list[int], client: int, cwd: str, umask: int, env: dict[s
     except OSError:
         os.chdir("/")
     os.umask(umask)
-    os.environ.clear()
-    os.environ.update(env)
+    for key in [k for k in os.environ if k not in env]:
+        del os.environ[key]
+    for key, value in env.items():
+        if os.environ.get(key) != value:
+            os.environ[key] = value
     for res in RLIMITS:
         try:
-            resource.setrlimit(res, resource.prlimit(client, res))
+            theirs = resource.prlimit(client, res)
+            if theirs != resource.getrlimit(res):
+                resource.setrlimit(res, theirs)
         except (OSError, ValueError):
             pass
     signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -24,7 +24,7 @@ PROTOCOL = b"labtui-helper-1"
 # gain nothing from the helper.
 LOCAL_COMMANDS = {"serve"}
 FORWARDED = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT, _signal.SIGUSR1,
-             _signal.SIGUSR2, _signal.SIGWINCH)
+             _signal.SIGUSR2, _signal.SIGWINCH, _signal.SIGTSTP, _signal.SIGCONT)
 
 
 def run_dir() -> str:
@@ -84,13 +84,19 @@ def via_helper(argv: list):
     worker = 0
 
     def forward(signum: int, frame: object) -> None:
-        if worker:
-            try:
-                posix.kill(worker, signum)
-            except OSError:
-                pass
-        else:
+        if not worker:
             pending.append(signum)
+            return
+        try:
+            if signum == _signal.SIGTSTP:  # ^Z: the worker stops with us, and goes on with us
+                posix.kill(worker, _signal.SIGSTOP)
+                _signal.signal(_signal.SIGTSTP, _signal.SIG_DFL)
+                posix.kill(posix.getpid(), _signal.SIGTSTP)
+                _signal.signal(_signal.SIGTSTP, forward)  # we run again: SIGCONT follows
+            else:
+                posix.kill(worker, signum)
+        except OSError:
+            pass
 
     try:
         fds = stdio_fds()

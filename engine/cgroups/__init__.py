@@ -87,7 +87,7 @@ LAYOUT_TTL = 2.0  # seconds a detected host layout is reused
 _host_layout: tuple[float, Layout] | None = None
 
 
-def host_layout() -> Layout:
+def host_layout(refresh: bool = False) -> Layout:
     """detect() of this host, reused for LAYOUT_TTL seconds.
 
     A stats tick makes a driver per container; parsing /proc/self/mountinfo for each one was a
@@ -96,7 +96,7 @@ def host_layout() -> Layout:
     """
     global _host_layout
     now = time.monotonic()
-    if _host_layout is None or now - _host_layout[0] > LAYOUT_TTL:
+    if refresh or _host_layout is None or now - _host_layout[0] > LAYOUT_TTL:
         _host_layout = (now, detect())
     return _host_layout[1]
 

@@ -1,8 +1,10 @@
 """`labtui run --rm --network bridge busybox true` beside `podman run --rm busybox true` on podman's
 default network, plus labtui's `--network none`, and a check that `--network none` never imports pyroute2.
 
-All three run in one process, interleaved (the order rotates each round), N times each; prints the
-medians and the ratio labtui(bridge)/podman (the issue's target: <= 0.3x podman).
+labtui runs as the installed command runs (labtui/launch.py, through its warm helper: docs/launcher.md),
+and the bridge run once more the ordinary way (LABTUI_HELPER=0: a fresh interpreter that imports
+pyroute2 itself). All four run in one process, interleaved (the order rotates each round), N times
+each; prints the medians and the ratio labtui(bridge)/podman (the issue's target: <= 0.3x podman).
 podman runs with runc (`--runtime runc`), its default network (no --network: the "podman" bridge,
 netavark), and labtui's busybox layer through `podman import`: no registry.
 
@@ -33,7 +35,10 @@ import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LABTUI = [sys.executable, "-m", "labtui.cli"]
+LABTUI = [sys.executable, "-m", "labtui.cli"]  # the ordinary way: setup, checks, cleanup
+# The installed command's way (labtui/launch.py on python3 -SI): through its warm helper.
+LAUNCH = [sys.executable, "-SI", os.path.join(REPO, "labtui", "launch.py")]
+STOP_HELPER = [sys.executable, "-c", "from labtui import helper; helper.stop()"]
 PODMAN_IMAGE = f"localhost/labtui-bench-network-busybox:{os.getpid()}"
 PODMAN_RUN = ["podman", "--runtime", "runc", "run", "--rm",
               "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=4096:4096"]
@@ -142,9 +147,10 @@ def main() -> None:
     try:
         subprocess.run([sys.executable, "-m", "compileall", "-q", "engine", "labtui"], stdout=subprocess.DEVNULL,
                        cwd=REPO)
-        lab_none = LABTUI + ["run", "--rm", "--network", "none", "busybox", "true"]
-        lab_bridge = LABTUI + ["run", "--rm", "--network", "bridge", "busybox", "true"]
-        timed(lab_none, env)  # builds the busybox image once
+        lab_none = LAUNCH + ["run", "--rm", "--network", "none", "busybox", "true"]
+        lab_bridge = LAUNCH + ["run", "--rm", "--network", "bridge", "busybox", "true"]
+        cold_env = dict(env, LABTUI_HELPER="0")
+        timed(lab_none, cold_env)  # builds the busybox image once
 
         podman_subnets = sh(["podman", "network", "inspect", "podman",
                              "--format", "{{range .Subnets}}{{.Subnet}} {{end}}"]).split()
@@ -164,22 +170,25 @@ def main() -> None:
             podman_tried.append(names[i])
             return timed(PODMAN_RUN + ["--name", names[i], PODMAN_IMAGE, "true"])
 
-        timed(lab_bridge, env)  # warm: first veth, caches
+        timed(lab_bridge, env)  # warm: first veth, caches; starts the helper
+        time.sleep(1.5)         # ... which imports everything (pyroute2 too) in the background
         podman(args.n)          # warm: podman's storage, network setup
 
-        runs = {"bridge": [], "podman": [], "none": []}
+        runs = {"bridge": [], "podman": [], "none": [], "cold": []}
         steps = [("bridge", lambda i: timed(lab_bridge, env)), ("podman", podman),
-                 ("none", lambda i: timed(lab_none, env))]
+                 ("none", lambda i: timed(lab_none, env)), ("cold", lambda i: timed(lab_bridge, cold_env))]
         for i in range(args.n):
-            for k in range(3):  # rotate the order so that no runtime always follows the same one
-                key, fn = steps[(i + k) % 3]
+            for k in range(4):  # rotate the order so that no runtime always follows the same one
+                key, fn = steps[(i + k) % 4]
                 runs[key].append(fn(i))
-        mb, mp, mn = (statistics.median(runs[k]) for k in ("bridge", "podman", "none"))
+        mb, mp, mn, mc = (statistics.median(runs[k]) for k in ("bridge", "podman", "none", "cold"))
         print(f"labtui run --rm --network bridge busybox true:    {summary(runs['bridge'])}")
         print(f"podman --runtime runc run --rm busybox true:     {summary(runs['podman'])}")
         print(f"labtui run --rm --network none busybox true:      {summary(runs['none'])}")
+        print(f"  the same bridge run without the helper:        {summary(runs['cold'])}")
         print(f"ratio labtui(bridge)/podman: {mb / mp:.2f}x (target <= {TARGET}x: "
-              f"{'met' if mb / mp <= TARGET else 'MISSED'}); bridge costs labtui {mb - mn:+.1f} ms over none")
+              f"{'met' if mb / mp <= TARGET else 'MISSED'}); {mc / mp:.2f}x without the helper; "
+              f"bridge costs labtui {mb - mn:+.1f} ms over none")
 
         print("pyroute2 with --network none:")
         ok = importtime_check(env)
@@ -193,6 +202,7 @@ def main() -> None:
               + ("" if pids else " -- the hook saw nothing, so the none check proves nothing"))
         ok = ok and bool(pids)
     finally:
+        subprocess.run(STOP_HELPER, env=env, capture_output=True, cwd=REPO)
         if podman_tried:
             subprocess.run(["podman", "rm", "-f", "-i", "-t", "0", *podman_tried], capture_output=True)
         if image_made:

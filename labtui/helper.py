@@ -35,6 +35,7 @@ from labtui.launch import PROTOCOL, run_dir, socket_path
 
 IDLE_DEFAULT = 900.0
 HELPER_LAYOUT_TTL = 60.0  # seconds; refreshed after every command
+CHECK_EVERY = 2.0  # seconds between checks that helper.sock is still ours
 COMM = b"labtui-helper"
 PRELOAD = [
     "engine.api", "engine.supervisor", "engine.init", "engine.rootfs", "engine.security", "engine.seccomp",
@@ -153,6 +154,12 @@ class Helper:
         self.listener = srv
         self.sel.register(srv, selectors.EVENT_READ, "listen")
 
+    def still_ours(self) -> bool:
+        try:
+            return os.stat(socket_path()).st_ino == self.sock_ino
+        except OSError:
+            return False
+
     def stop_listening(self) -> None:
         """No new work; finish the workers that run (their clients wait for their status)."""
         if self.listener is None:
@@ -171,10 +178,18 @@ class Helper:
         while True:
             if self.stopping and not self.workers:
                 return
-            timeout = None if self.workers or self.stopping else max(0.0, self.last + self.idle - time.monotonic())
+            if self.stopping:
+                timeout = None
+            elif self.workers:
+                timeout = CHECK_EVERY
+            else:
+                timeout = min(CHECK_EVERY, max(0.0, self.last + self.idle - time.monotonic()))
             events = self.sel.select(timeout)
-            if not events and not self.workers and time.monotonic() >= self.last + self.idle:
-                self.stop_listening()
+            if not events:
+                if not self.workers and time.monotonic() >= self.last + self.idle:
+                    self.stop_listening()
+                elif not self.stopping and not self.still_ours():
+                    self.stop_listening()  # e.g. the run directory was wiped: nobody can reach us
                 continue
             for key, _ in events:
                 if key.data == "wake":

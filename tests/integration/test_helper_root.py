@@ -7,6 +7,7 @@ command down with it, and stale code never used.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -23,6 +24,7 @@ pytestmark = pytest.mark.root
 
 REPO = Path(__file__).resolve().parents[2]
 LAUNCH = [sys.executable, "-SI", str(REPO / "labtui" / "launch.py")]
+COLD = [sys.executable, "-m", "labtui.cli"]
 
 
 def launch(*args: str, env: dict | None = None, **kw) -> subprocess.CompletedProcess:
@@ -109,19 +111,24 @@ def test_signals_to_the_caller_reach_the_container(helper):
     assert labtui("inspect", name, check=False).returncode != 0  # --rm removed it
 
 
+def _status(name: str) -> str | None:
+    """Through the ordinary CLI: no worker of the helper's own (LABTUI_TEST_VIA=launcher)."""
+    p = subprocess.run(COLD + ["inspect", name], capture_output=True, text=True, timeout=30)
+    return json.loads(p.stdout)[0]["State"]["Status"] if p.returncode == 0 else None
+
+
 def test_killed_caller_kills_its_command_but_not_the_container(helper):
     name = f"helper-kill-{os.getpid()}"
     p = subprocess.Popen(LAUNCH + ["run", "--name", name, "busybox", "sleep", "30"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        wait_for(lambda: labtui("inspect", name, check=False).returncode == 0
-                 and inspect(name)["State"]["Status"] == "running", what="running")
+        wait_for(lambda: _status(name) == "running", what="running")
         workers = _workers(helper)
         assert len(workers) == 1
         p.kill()
         p.wait()
         wait_for(lambda: not _workers(helper), what="the worker to die with its caller")
-        assert inspect(name)["State"]["Status"] == "running"  # the supervisor is detached
+        assert _status(name) == "running"  # the supervisor is detached
     finally:
         labtui("rm", "-f", name, check=False)
 
@@ -170,3 +177,29 @@ def test_idle_helper_leaves_and_non_root_never_uses_one():
 
 def test_no_worker_or_helper_left_behind(helper):
     assert [c for _, c in our_processes() if c == "labtui-worker"] == []
+
+
+def test_helper_whose_run_directory_is_wiped_leaves():
+    """/run/labtui emptied (as by a reboot or by hand): the helper can no longer be reached and
+    must not linger, and the next command starts a new one."""
+    import shutil
+
+    root = tempfile.mkdtemp(prefix="labtui-helper-", dir="/var/tmp")
+    env = dict(os.environ, LABTUI_ROOT=root)
+    try:
+        assert launch("ps", env=env).returncode == 0
+        wait_for(lambda: sock(root).exists() and helper_pid(root), timeout=20, what="the helper to start")
+        pid = helper_pid(root)
+        shutil.rmtree(Path(root) / "run")
+        wait_for(lambda: not Path(f"/proc/{pid}").exists(), timeout=15, what="the unreachable helper to leave")
+        assert launch("ps", env=env).returncode == 0
+        wait_for(lambda: helper_pid(root), timeout=20, what="a new helper")
+    finally:
+        from labtui import helper as helper_mod
+
+        os.environ["LABTUI_ROOT"], saved = root, os.environ["LABTUI_ROOT"]
+        try:
+            helper_mod.stop()
+        finally:
+            os.environ["LABTUI_ROOT"] = saved
+        shutil.rmtree(root, ignore_errors=True)

@@ -84,7 +84,8 @@ def create(opts: RunOptions) -> Container:
         state.release_name(name, cid)
         raise
     events.emit("created", cid, name, image=img.ref)
-    return state.load(cid)
+    # What load() would read back (the same JSON round trip), without reading it back.
+    return state.Container(cid, json.loads(json.dumps(config, default=str)), {})
 
 
 def validate_extra(extra: dict) -> dict:
@@ -173,9 +174,10 @@ def write_etc_files(d, config: dict) -> None:
 
 # ---- start ---------------------------------------------------------------------------------------
 
-def start(ref: str, client=None, winsize: tuple[int, int] | None = None) -> Container:
-    """Start a created or exited container; client is a connected socket to attach (run)."""
-    c = state.resolve(ref)
+def start(ref: str | Container, client=None, winsize: tuple[int, int] | None = None) -> Container:
+    """Start a created or exited container (a reference, or the record create() just returned);
+    client is a connected socket to attach (run)."""
+    c = ref if isinstance(ref, Container) else state.resolve(ref)
     st = c.status
     if st == state.RUNNING:
         return c  # docker: starting a running container is a no-op
@@ -183,7 +185,7 @@ def start(ref: str, client=None, winsize: tuple[int, int] | None = None) -> Cont
         raise Conflict(f"cannot start container {c.name}: it is {st}")
     if c.state.get("manual_stop") or c.state.get("kill_requested"):
         state.update_state(c.id, manual_stop=None, kill_requested=None)
-    status_r, sup_pid = spawn_supervisor(c.id, client, winsize)
+    status_r, sup_pid = spawn_supervisor(c.id, client, winsize, c)
     msg = _read_status(status_r, c)
     if msg.get("t") == "error":
         err = EngineError(msg.get("message", "container failed to start"), exit_code=int(msg.get("exit_code", 125)))
@@ -202,7 +204,7 @@ def start(ref: str, client=None, winsize: tuple[int, int] | None = None) -> Cont
 FORK_CLOSE_FDS: list[int] = []
 
 
-def spawn_supervisor(cid: str, client, winsize) -> tuple[int, int]:
+def spawn_supervisor(cid: str, client, winsize, container: Container | None = None) -> tuple[int, int]:
     """Start the container's supervisor in its own session; returns (status fd, its pid).
 
     Forking without exec is the fast path (no interpreter start-up) and is safe only when the
@@ -222,7 +224,7 @@ def spawn_supervisor(cid: str, client, winsize) -> tuple[int, int]:
                 from engine import supervisor
 
                 supervisor.become_supervisor()
-                code = supervisor.run(cid, w, client, winsize)
+                code = supervisor.run(cid, w, client, winsize, container)
             finally:
                 os._exit(code)
     else:

@@ -89,8 +89,9 @@ class LogWriter:
 
 class Supervisor:
     def __init__(self, cid: str, status_fd: int | None, client: socket.socket | None,
-                 winsize: tuple[int, int] | None = None) -> None:
-        self.c = state.load(cid)
+                 winsize: tuple[int, int] | None = None, container: state.Container | None = None) -> None:
+        # The record of the process that forked us (it just read or made it), else from disk.
+        self.c = container if container is not None and container.id == cid else state.load(cid)
         self.cid = cid
         self.cfg = self.c.config
         self.status_fd = status_fd
@@ -576,13 +577,13 @@ def become_supervisor() -> None:
 
 
 def run(cid: str, status_fd: int | None, client: socket.socket | None,
-        winsize: tuple[int, int] | None) -> int:
+        winsize: tuple[int, int] | None, container: state.Container | None = None) -> int:
     errlog = os.open(str(paths.container_dir(cid) / "supervisor.log"),
                      os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
     os.dup2(errlog, 2)
     os.close(errlog)
     try:
-        sup = Supervisor(cid, status_fd, client, winsize)
+        sup = Supervisor(cid, status_fd, client, winsize, container)
         code = sup.run_loop()
         from engine import security
 

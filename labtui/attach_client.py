@@ -40,7 +40,7 @@ def _attached(c, interactive: bool, use_tty: bool, autoremove: bool) -> int:
     mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     winsize = terminal_size() if use_tty else None
     try:
-        started = api.start(c.id, client=theirs, winsize=winsize)
+        started = api.start(c, client=theirs, winsize=winsize)
     except EngineError:
         theirs.close()
         mine.close()

@@ -261,7 +261,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     c = api.create(opts)
     if opts.detach:
         try:
-            api.start(c.id)
+            api.start(c)
         except EngineError:
             _cleanup_failed(c.id, opts.autoremove)
             raise

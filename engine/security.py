@@ -166,7 +166,7 @@ class Prepared:
 _CURRENT: Prepared | None = None
 
 
-def prepare(cfg: dict, rec: Recorder | None = None) -> Prepared:
+def prepare(cfg: dict, rec: Recorder | None = None, joining: bool | None = None) -> Prepared:
     """Before the container's processes exist: in the supervisor before clone, or in the process
     that starts an exec into a running container (engine/exec.py). Steps go to rec when given,
     else straight to the container's step stream."""
@@ -177,7 +177,8 @@ def prepare(cfg: dict, rec: Recorder | None = None) -> Prepared:
 
         own = rec = container_recorder(cfg["id"])
     try:
-        joining = _container_running(cfg["id"])  # an exec: the container's supervisor watches
+        if joining is None:  # an exec: the container's supervisor watches
+            joining = _container_running(cfg["id"])
         s = settings(cfg)
         p = Prepared(s)
         if s.seccomp != "unconfined":

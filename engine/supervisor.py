@@ -205,7 +205,7 @@ class Supervisor:
         )
         from engine import security
 
-        plan.security = security.prepare(self.cfg, self.rec)
+        plan.security = security.prepare(self.cfg, self.rec, joining=False)
         from engine import hooks, userns
 
         self.cgroup = hooks.cgroup_driver(c, self.rec)
@@ -217,12 +217,8 @@ class Supervisor:
         for fd in {fds["stdin"], fds["stdout"], fds["stderr"], fds["console"], chan_w, go_r}:
             if fd is not None:
                 os.close(fd)
-        pid_start = state.proc_start_time(pid)
-        state.update_state(self.cid, pid=pid, pid_start=pid_start, boot_id=state.boot_id(),
-                           main_pid=None, exit_code=None, finished_at=None, error=None, paused=None,
-                           started_at=state.now_iso(), supervisor_pid=os.getpid(),
-                           supervisor_start=state.proc_start_time(os.getpid()), **self.first_run)
-        self.first_run = {}
+        if self.gate is not None:  # watched step by step: `ps` shows it running from the clone on
+            self.record_started(pid)
         try:
             self.before_go(pid, child_joins=bool(plan.cgroup_join))
         except EngineError as e:
@@ -233,6 +229,10 @@ class Supervisor:
             os.write(go_w, b"g")  # (1)
         except BrokenPipeError:
             pass  # the child failed while building its root, before waiting: its error is queued
+        if self.gate is None:
+            # Once the child is on its way: the write is then off the start's critical path, and
+            # the container runs nothing of its own before the exec that follow_child waits for.
+            self.record_started(pid)
         error, exec_msg = self.follow_child(chan_r, go_w)
         os.close(go_w)
         if error:
@@ -248,6 +248,14 @@ class Supervisor:
         self.report({"t": "started", "pid": pid})
         self.rec.gate = None  # the gate is for watching a start; teardown runs freely
         return self.serve(pid, listener), True
+
+    def record_started(self, pid: int) -> None:
+        """The init's PID with its start time (the PID-reuse guard), and ours."""
+        state.update_state(self.cid, pid=pid, pid_start=state.proc_start_time(pid), boot_id=state.boot_id(),
+                           main_pid=None, exit_code=None, finished_at=None, error=None, paused=None,
+                           started_at=state.now_iso(), supervisor_pid=os.getpid(),
+                           supervisor_start=state.proc_start_time(os.getpid()), **self.first_run)
+        self.first_run = {}
 
     def clone(self, flags: int, plan: init.ChildPlan) -> int:
         shell = namespaces.unshare_shell(flags)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat as stat_mod
 import sys
 import termios
 import time
@@ -204,11 +205,16 @@ def run_init(rec: Recorder, plan: ChildPlan, chan: Channel) -> int:
         # Why: the container must not ptrace PID 1 or reopen its host fds and executable through
         # /proc/1 (CVE-2019-5736 class); non-dumpable makes ptrace_may_access() refuse them.
         sc.prctl(sc.PR_SET_DUMPABLE, 0)
-    main = os.fork()
-    if main == 0:
-        exec_main(rec, plan, chan)  # never returns
-    # PID 1 needs no capability: it keeps none. Recorded but not gated: the command's process
-    # waits on the same gate pipe from now on, and a release must reach exactly one of them.
+    if can_spawn(plan.config, plan):
+        main = spawn_main(rec, plan, chan, watched)
+        if main < 0:
+            return -main  # the command could not be started (126/127); the supervisor was told
+    else:
+        main = os.fork()
+        if main == 0:
+            exec_main(rec, plan, chan)  # never returns
+    # PID 1 needs no capability: it keeps none. Recorded but not gated: a forked command's
+    # process waits on the same gate pipe from now on, and a release must reach exactly one.
     security.harden_init(Recorder(rec.container, rec.sink, None), plan.config)
     # The init keeps nothing of the container's stdio or the channel: EOF on them must mean the
     # command's side is done.
@@ -257,13 +263,87 @@ def reset_ignored_signals() -> None:
     every default - a shell cannot even trap a signal that was ignored when it started. The
     kernel lists them in SigIgn (proc(5)); only those need a sigaction. (procfs is imported at
     the top: this runs after pivot_root, where the engine's files are out of reach.)"""
+    for sig in _ignored_signals():
+        try:
+            signal.signal(sig, signal.SIG_DFL)
+        except (OSError, ValueError):
+            pass
+
+
+def can_spawn(cfg: dict, plan: ChildPlan) -> bool:
+    """Whether the command can be started with posix_spawn from PID 1 (see spawn_main): not when
+    it needs a controlling terminal (TIOCSCTTY has no spawn attribute) or its own scheduling."""
+    return plan.tty_fd is None and cfg.get("nice") is None and cfg.get("sched_policy") is None
+
+
+def spawn_main(rec: Recorder, plan: ChildPlan, chan: Channel, blocked: set[int]) -> int:
+    """Start the command from PID 1 with posix_spawn(3), returning its PID (or -exit code).
+
+    Why not fork then exec: a fork of this interpreter copies page after page as the child's
+    Python touches them (copy-on-write), milliseconds before the command even starts. Everything
+    the command must inherit is set up here, in PID 1, before the spawn: working directory,
+    close-on-exec fds, no_new_privs, capabilities, the seccomp filter. glibc's posix_spawn then
+    clones with CLONE_VM|CLONE_VFORK and execs at once; its attributes give the child its own
+    session, an empty signal mask and default dispositions, and its stdio. PID 1 drops every
+    capability right after (harden_init) and keeps the seccomp filter: it needs only wait4,
+    rt_sigtimedwait and kill, which the profile allows."""
+    cfg = plan.config
+    argv = cfg["argv"]
+    env = dict(item.split("=", 1) for item in cfg["env"])
+    os.chdir(cfg.get("workdir") or "/")
+    security.apply_before_exec(rec, cfg, plan.security)
+    ignored = _ignored_signals()
+    step = {"mechanism": "exec", "op": "execve", "target": argv[0], "value": " ".join(argv),
+            "shell": " ".join(argv), "container": plan.container_id, "pid": os.getpid(),
+            "via": "posix_spawn (clone CLONE_VM|CLONE_VFORK, then execve)"}
+    step["ts"] = time.time()
+    t0 = time.perf_counter()
+    try:
+        path = find_executable(argv[0], env.get("PATH", DEFAULT_PATH))
+        fds = (plan.stdin_fd, plan.stdout_fd, plan.stderr_fd)
+        pid = os.posix_spawn(path, argv, env, setsid=True, setsigmask=(),
+                             setsigdef=ignored | blocked,
+                             file_actions=[(os.POSIX_SPAWN_DUP2, fd, n) for n, fd in enumerate(fds)])
+    except OSError as e:
+        code = 127 if e.errno in (2, 20) else 126  # ENOENT/ENOTDIR: not found
+        what = "executable file not found in $PATH" if code == 127 else e.strerror
+        step.update(errno=e.errno, result=_errname(e.errno), strerror=e.strerror,
+                    duration_ms=round((time.perf_counter() - t0) * 1000, 3))
+        chan.send({"t": "error", "exit_code": code, "step": step, "message": f'exec: "{argv[0]}": {what}'})
+        return -code
+    step.update(errno=0, result="ok", child_pid=pid, duration_ms=round((time.perf_counter() - t0) * 1000, 3))
+    rec.sink(step)
+    return pid
+
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def find_executable(name: str, search: str) -> str:
+    """execvp(3)'s search in the container's PATH (posix_spawnp would search PID 1's own): the
+    first regular, executable file; else the first error that is not "not there" (EACCES
+    gives 126, as execvp does), else ENOENT."""
+    if "/" in name:
+        return name
+    first_error: OSError | None = None
+    for d in search.split(":"):
+        path = os.path.join(d or ".", name)
+        try:
+            st = os.stat(path)
+        except OSError as e:
+            if e.errno not in (2, 20) and first_error is None:  # ENOENT, ENOTDIR
+                first_error = e
+            continue
+        if stat_mod.S_ISREG(st.st_mode) and os.access(path, os.X_OK):
+            return path
+        if first_error is None:
+            first_error = PermissionError(13, "permission denied", path)
+    raise first_error or FileNotFoundError(2, "no such file or directory", name)
+
+
+def _ignored_signals() -> set[int]:
     mask = int(procfs.status_field("self", "SigIgn") or "0", 16)
-    for sig in range(1, 65):
-        if mask >> (sig - 1) & 1 and sig not in (signal.SIGKILL, signal.SIGSTOP):
-            try:
-                signal.signal(sig, signal.SIG_DFL)
-            except (OSError, ValueError):
-                pass
+    return {sig for sig in range(1, 65) if mask >> (sig - 1) & 1 and sig not in (signal.SIGKILL, signal.SIGSTOP)}
 
 
 def exec_main(rec: Recorder, plan: ChildPlan, chan: Channel) -> None:

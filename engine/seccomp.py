@@ -683,9 +683,12 @@ class DenialWatcher:
             return self.sock.fileno()
         return self.kmsg if self.kmsg is not None else -1
 
+    init_pid: int | None = None  # host PID of the container's init (set_target)
+
     def set_target(self, init_pid: int) -> None:
         """The container's init: its PID namespace identifies processes when no session id is
         available (and for processes that joined the container later, e.g. an exec)."""
+        self.init_pid = init_pid
         try:
             self.pidns = os.stat(f"/proc/{init_pid}/ns/pid").st_ino
         except OSError:
@@ -772,6 +775,10 @@ class DenialWatcher:
             if rec is None or not self._ours(rec):
                 continue
             name = syscall_name(rec["syscall"], rec.get("arch"))
+            if name == "clone3" and self.init_pid is not None and rec["pid"] == self.init_pid:
+                # labtui's own PID 1 starting the command: glibc's posix_spawn tries clone3, which
+                # the profile answers ENOSYS (as docker's does) so that it falls back to clone.
+                continue
             action = action_of_code(rec["code"])
             if action == "SCMP_ACT_ERRNO" and self.plan is not None:  # a Plan or a Filter
                 action = action_text(action, self.plan.errno_for(name))

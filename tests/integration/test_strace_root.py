@@ -75,11 +75,14 @@ def test_run_strace_traces_the_command_from_its_first_instruction():
     log = strace_log(cid)
     # the command's execve and its write, and before them the init's own setup
     assert 'execve("/bin/sh", ["sh", "-c", "echo hi; sleep 1"]' in log and ") = 0 <" in log
-    assert 'write(1, "hi\\n", 3) = 3' in log
+    # (strace splits a call into "<unfinished ...>" and "<... resumed>" when another process of
+    # the container, PID 1 here, makes a call in between)
+    assert 'write(1, "hi\\n", 3) = 3' in log or 'write(1, "hi\\n", 3 <unfinished ...>' in log
     assert log.index("pivot_root(") < log.index('execve("/bin/sh"')
     rows = {r["name"]: r for r in json.loads(labtui("trace", "--summary", "--format", "json", cid).stdout)}
     assert rows["execve"]["calls"] >= 1 and rows["write"]["calls"] >= 1
-    assert rows["execve"]["errors"] >= 1  # execvp tries each $PATH entry: misses are ENOENT
+    # PID 1 looks the command up in each $PATH entry before it spawns it: misses are ENOENT
+    assert any(rows[n]["errors"] >= 1 for n in ("newfstatat", "stat", "statx") if n in rows), rows
     table = labtui("trace", "--summary", cid).stdout
     assert "execve" in table and table.splitlines()[-1].split()[-1] == "total"
 

@@ -597,6 +597,9 @@ def action_of_code(code: int) -> str:
             0x7FFC0000: "SCMP_ACT_LOG", 0x7FFF0000: "SCMP_ACT_ALLOW"}.get(act, f"{act:#x}")
 
 
+NR_CLONE3 = 435  # x86_64 (and every architecture added since: the unified syscall table)
+
+
 def syscall_name(nr: int, arch_hex: str | None = None) -> str:
     try:
         import seccomp as lib
@@ -774,11 +777,12 @@ class DenialWatcher:
             rec = parse_audit(text)
             if rec is None or not self._ours(rec):
                 continue
-            name = syscall_name(rec["syscall"], rec.get("arch"))
-            if name == "clone3" and self.init_pid is not None and rec["pid"] == self.init_pid:
+            if self.init_pid is not None and rec["pid"] == self.init_pid and rec["syscall"] == NR_CLONE3 \
+                    and rec.get("arch") in (None, f"{AUDIT_ARCH_X86_64:x}"):
                 # labtui's own PID 1 starting the command: glibc's posix_spawn tries clone3, which
                 # the profile answers ENOSYS (as docker's does) so that it falls back to clone.
                 continue
+            name = syscall_name(rec["syscall"], rec.get("arch"))
             action = action_of_code(rec["code"])
             if action == "SCMP_ACT_ERRNO" and self.plan is not None:  # a Plan or a Filter
                 action = action_text(action, self.plan.errno_for(name))

@@ -44,6 +44,7 @@ PRELOAD = [
     "engine.cgroups.limits", "engine.cgroups.stats", "engine.cgroups.alerts", "engine.network",
     "engine.network.netlink", "engine.images", "engine.events", "engine.digest", "engine.procfs",
     "labtui.cli", "labtui.attach_client",
+    "seccomp",  # libseccomp's binding: the denial watcher names syscalls with it
 ]
 RLIMITS = [getattr(resource, n) for n in dir(resource) if n.startswith("RLIMIT_")]
 

@@ -413,17 +413,24 @@ def restart(ref: str, timeout: float = 10) -> Container:
 
 # ---- remove --------------------------------------------------------------------------------------
 
-def remove(ref: str, force: bool = False, from_supervisor: bool = False) -> None:
+def remove(ref: str, force: bool = False, from_supervisor: bool = False,
+           deferred: list | None = None) -> None:
+    """rm: kill if asked, then take down everything the container owns. With deferred (a list),
+    the container's directory is renamed out of the way (it is gone for every reader) and its
+    path appended there for the caller to delete after it has let its waiting clients go."""
     c = state.resolve(ref)
     st = c.status
     if st in (state.RUNNING, state.PAUSED, state.RESTARTING) and not force:
         raise Conflict(f"cannot remove running container {c.name}: stop it first or use rm -f")
     with state.locked(c.id):
         c.reload()
-        if c.state.get("removing"):
+        if c.state.get("removing") == "supervisor" and from_supervisor:
+            pass  # marked with the exit record already (Supervisor.finish): one write fewer
+        elif c.state.get("removing"):
             return
-        c.state["removing"] = True
-        state.write_json_atomic(c.dir / "state.json", c.state)
+        else:
+            c.state["removing"] = "supervisor" if from_supervisor else True
+            state.write_json_atomic(c.dir / "state.json", c.state)
     if c.init_alive():
         _thaw_quietly(c)
         try:
@@ -436,7 +443,7 @@ def remove(ref: str, force: bool = False, from_supervisor: bool = False) -> None
         if not wait_pid_exit(c.state["supervisor_pid"], 5) and c.supervisor_alive():
             os.kill(c.state["supervisor_pid"], signal.SIGKILL)
             wait_pid_exit(c.state["supervisor_pid"], 5)
-    teardown(c)
+    teardown(c, deferred)
     events.emit("removed", c.id, c.name)
 
 
@@ -449,7 +456,7 @@ def _thaw_quietly(c: Container) -> None:
         pass
 
 
-def teardown(c: Container) -> None:
+def teardown(c: Container, deferred: list | None = None) -> None:
     """Remove everything a container owns: cgroups, links, upper/work dirs, runtime files, name."""
     from engine import hooks
     from engine.steps import container_recorder
@@ -460,8 +467,26 @@ def teardown(c: Container) -> None:
         os.unlink(paths.attach_socket(c.id))
     except FileNotFoundError:
         pass
-    shutil.rmtree(c.dir, ignore_errors=True)
+    # One rename takes the directory away at once; deleting its files (on ext4, each waits for
+    # the block bitmap the journal is writing) can then happen off the caller's critical path.
+    trash = paths.trash_dir() / c.id
+    try:
+        trash.parent.mkdir(exist_ok=True)
+        os.rename(c.dir, trash)
+    except OSError:
+        trash = c.dir
     state.release_name(c.name, c.id)
+    if deferred is not None:
+        deferred.append(trash)
+    else:
+        shutil.rmtree(trash, ignore_errors=True)
+
+
+def empty_trash() -> None:
+    """Directories of removed containers whose deletion was cut short (a killed supervisor)."""
+    d = paths.trash_dir()
+    for name in os.listdir(d) if d.is_dir() else []:
+        shutil.rmtree(d / name, ignore_errors=True)
 
 
 # ---- wait, list, inspect, logs, top ------------------------------------------------------------------
@@ -584,6 +609,7 @@ def network_settings(c: Container) -> dict:
 
 def system_prune() -> tuple[list[str], list[str]]:
     """Remove every stopped container, then every network no container uses."""
+    empty_trash()
     removed = []
     for c in state.all_containers():
         if c.status in (state.EXITED, state.CREATED, state.DEAD):

@@ -161,7 +161,8 @@ def setup_container(rec: Recorder, plan: ChildPlan, chan: Channel) -> None:
     root = plan.merged
     in_userns = userns.is_private(cfg)
     lowers = getattr(plan.security, "lowers", None) or plan.lowers  # userns: the mapped copies
-    rootfs.mount_overlay(rec, lowers, plan.upper, plan.work, root, userxattr=in_userns)
+    rootfs.mount_overlay(rec, lowers, plan.upper, plan.work, root, userxattr=in_userns,
+                         volatile=bool(cfg.get("autoremove")))
     for v in cfg.get("volumes", []):
         rootfs.mount_volume(rec, root, v["host"], v["container"], v["readonly"])
     rootfs.mount_proc_sys(rec, root, bind_sys=in_userns and cfg.get("network", "none") == "host")

@@ -43,6 +43,11 @@ def container_dir(cid: str) -> Path:
     return containers_dir() / cid
 
 
+def trash_dir() -> Path:
+    """Removed containers' directories, renamed here to be deleted (api.teardown)."""
+    return lib_dir() / ".trash"
+
+
 def container_run_dir(cid: str) -> Path:
     return run_dir() / "containers" / cid
 

@@ -89,12 +89,17 @@ def ensure_mountpoint(path: str, is_dir: bool) -> None:
 
 
 def mount_overlay(rec: Recorder, lowers: list[str], upper: str, work: str, merged: str,
-                  userxattr: bool = False) -> None:
+                  userxattr: bool = False, volatile: bool = False) -> None:
     # overlayfs(5): lowerdir lists layers top first; writes copy up into upperdir.
     data = f"lowerdir={':'.join(reversed(lowers))},upperdir={upper},workdir={work}"
     if userxattr:
         # In a user namespace overlay cannot use trusted.* xattrs: its markers are user.overlay.*
         data += ",userxattr"
+    if volatile:
+        # A --rm container's upper layer is thrown away: without "volatile" the unmount when the
+        # container exits syncs the upper filesystem (ovl_sync_fs), waiting for the disk, before
+        # the exit is even reported (overlayfs docs, "Volatile mount"; podman's transient mounts).
+        data += ",volatile"
     mount(rec, "overlay", merged, "overlay", 0, data, mechanism="rootfs", op="mount overlay")
 
 

@@ -12,6 +12,7 @@ import fcntl
 import json
 import os
 import selectors
+import shutil
 import signal
 import socket
 import struct
@@ -525,8 +526,12 @@ class Supervisor:
         from engine import restart
 
         oom = restart.oom_killed(self.cgroup, self.oom_before)
+        # A --rm container (which never restarts: the CLI refuses --rm with --restart) is marked
+        # for removal in the same write: `ps` shows it being removed, a concurrent rm backs off.
+        removing = "supervisor" if self.cfg.get("autoremove") and not self.force_restart \
+            and (self.cfg.get("restart") or {}).get("name", "no") in ("no", None) else None
         st = state.update_state(self.cid, exit_code=code, finished_at=state.now_iso(), error=error,
-                                oom_killed=oom or None, step_seq=self.sink.seq)
+                                oom_killed=oom or None, step_seq=self.sink.seq, removing=removing)
         info = restart.describe_exit(code, oom, st)
         events.emit("died", self.cid, self.c.name, exit_code=code, error=error, **info)
         if info.get("crash"):
@@ -546,15 +551,18 @@ class Supervisor:
 
     def finalize(self) -> None:
         """No more restarts: remove the container if asked (--rm), let the clients go."""
+        deferred: list = []
         if self.cfg.get("autoremove"):
             from engine import api
 
             try:
-                api.remove(self.cid, force=True, from_supervisor=True)
+                api.remove(self.cid, force=True, from_supervisor=True, deferred=deferred)
             except EngineError:
                 pass
         for cl in list(self.clients):
-            self.drop_client(cl)
+            self.drop_client(cl)  # `run --rm` returns now: the container is gone for everyone
+        for d in deferred:
+            shutil.rmtree(d, ignore_errors=True)
 
 
 def _cstr(s: str) -> int:

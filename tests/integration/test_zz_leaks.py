@@ -56,6 +56,7 @@ def test_no_processes_mounts_cgroups_links_or_netns_left():
 def test_no_state_entries_left():
     root = os.environ["LABTUI_ROOT"]
     assert _listdir(os.path.join(root, "lib", "containers")) == []
+    assert _listdir(os.path.join(root, "lib", ".trash")) == []  # removed containers' files deleted
     assert _listdir(os.path.join(root, "lib", "names")) == []
     assert [f for f in _listdir(os.path.join(root, "run", "sock"))] == []
     assert _listdir(os.path.join(root, "run", "containers")) == []

@@ -424,12 +424,20 @@ def load_bpf(prog: bytes, log: bool = True, nr: int = 317) -> None:
         raise OSError(e, os.strerror(e))
 
 
+_LIB_ID: str | None = None
+
+
 def _lib_id() -> str:
-    try:
-        p = os.path.realpath("/usr/lib/x86_64-linux-gnu/libseccomp.so.2")
-        return f"{p}:{os.stat(p).st_mtime_ns}"
-    except OSError:
-        return "libseccomp"
+    """The libseccomp build this process uses (its file and mtime); looked up once per process:
+    the library mapped into a process does not change under it."""
+    global _LIB_ID
+    if _LIB_ID is None:
+        try:
+            p = os.path.realpath("/usr/lib/x86_64-linux-gnu/libseccomp.so.2")
+            _LIB_ID = f"{p}:{os.stat(p).st_mtime_ns}"
+        except OSError:
+            _LIB_ID = "libseccomp"
+    return _LIB_ID
 
 
 def compile_plan(plan: Plan, log: bool = True, cache: Path | None = None) -> Filter:

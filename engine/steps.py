@@ -102,7 +102,10 @@ class FileSink:
     """Numbers steps and appends them to the container's steps.jsonl and the host-wide stream.
 
     The sequence number is shared by every process that records steps for one container (the
-    supervisor, a CLI sending a signal, `rm` tearing down): a counter file under flock(2).
+    supervisor, a CLI sending a signal, `rm` tearing down): the length of a counter file that
+    each of them appends one byte to. An O_APPEND write moves the file position of the writer's
+    own open file to the end of its bytes atomically, whoever else appends (write(2)), so the
+    position after the write is a number nobody else gets: two syscalls, no lock.
     """
 
     def __init__(self, container_log: os.PathLike | str | None, start_seq: int = 0) -> None:
@@ -114,7 +117,7 @@ class FileSink:
         if container_log is not None:
             counter = os.path.join(os.path.dirname(os.fspath(container_log)), ".step_seq")
             try:
-                self._counter_fd = os.open(counter, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                self._counter_fd = os.open(counter, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
             except OSError:
                 self._counter_fd = None
 
@@ -123,15 +126,8 @@ class FileSink:
         if fd is None:
             self.seq += 1
             return self.seq
-        import fcntl
-
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        try:
-            raw = os.pread(fd, 32, 0)
-            self.seq = (int(raw) if raw.strip() else 0) + 1
-            os.pwrite(fd, b"%-20d" % self.seq, 0)
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
+        os.write(fd, b".")
+        self.seq = os.lseek(fd, 0, os.SEEK_CUR)
         return self.seq
 
     def __call__(self, rec: dict) -> None:

@@ -203,6 +203,11 @@ def start(ref: str | Container, client=None, winsize: tuple[int, int] | None = N
 # the connection of the client a labtui helper's worker serves (labtui/helper.py).
 FORK_CLOSE_FDS: list[int] = []
 
+# When set: (cid, status write fd, client socket, winsize) -> the PID of a process that becomes the
+# container's supervisor, or None to fork one as usual. labtui's helper hands its pre-forked spare
+# this way (labtui/helper.py); the engine itself never sets it.
+SUPERVISOR_SPAWNER = None
+
 
 def spawn_supervisor(cid: str, client, winsize, container: Container | None = None) -> tuple[int, int]:
     """Start the container's supervisor in its own session; returns (status fd, its pid).
@@ -213,7 +218,10 @@ def spawn_supervisor(cid: str, client, winsize, container: Container | None = No
     import threading
 
     r, w = os.pipe2(os.O_CLOEXEC)
-    if threading.active_count() == 1:
+    pid = SUPERVISOR_SPAWNER(cid, w, client, winsize) if SUPERVISOR_SPAWNER is not None else None
+    if pid:
+        pass  # a process that was waiting for this took it over (labtui/helper.py's spare)
+    elif threading.active_count() == 1:
         pid = os.fork()
         if pid == 0:
             code = 125

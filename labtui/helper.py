@@ -22,6 +22,7 @@ from __future__ import annotations
 import fcntl
 import gc
 import io
+import json
 import os
 import resource
 import selectors
@@ -120,11 +121,27 @@ def parse_request(data: bytes) -> tuple[str, int, list[str], dict[str, str]]:
     return cwd, umask, argv, env
 
 
+class Spare:
+    """A process forked ahead of time that waits on ctrl for work (a command, or a container to
+    supervise). It copied the helper's memory into its own first (prefault), while nothing else
+    ran: what a fork costs after the fact - a page copied at each first write, ~3 us each and
+    thousands per command - is paid before the command arrives."""
+
+    def __init__(self, kind: str, pid: int, pidfd: int, ctrl: socket.socket) -> None:
+        self.kind, self.pid, self.pidfd, self.ctrl = kind, pid, pidfd, ctrl
+        self.ready = False  # it says so on ctrl once its memory is its own
+
+
+SUPERVISED_COMMANDS = {"run", "start", "restart"}  # commands that start a container's supervisor
+
+
 class Helper:
     def __init__(self, idle: float) -> None:
         self.idle = idle
         self.sel = selectors.DefaultSelector()
         self.workers: dict[int, tuple[int, socket.socket]] = {}  # pidfd -> (pid, client connection)
+        self.spares: dict[str, Spare] = {}  # "worker" / "supervisor" -> the one waiting
+        self.adopted: dict[int, int] = {}  # pidfd -> pid: spare supervisors now supervising
         self.listener: socket.socket | None = None
         self.sock_ino = 0
         self.stamp: dict[str, float] = {}
@@ -163,6 +180,7 @@ class Helper:
 
     def stop_listening(self) -> None:
         """No new work; finish the workers that run (their clients wait for their status)."""
+        self.drop_spares()
         if self.listener is None:
             return
         try:
@@ -179,6 +197,8 @@ class Helper:
         while True:
             if self.stopping and not self.workers:
                 return
+            if not self.stopping and not self.workers:
+                self.make_spares()
             if self.stopping:
                 timeout = None
             elif self.workers:
@@ -206,8 +226,12 @@ class Helper:
                     self.accept()
                 elif key.data == "conn":
                     self.take(key.fileobj)
-                else:
+                elif key.data == "worker":
                     self.reap(key.fd)
+                elif key.data == "ready":
+                    self.on_ready(key.fileobj)
+                else:  # a spare that died, or an adopted supervisor that finished
+                    self.reap_other(key.fd, key.data)
 
     def accept(self) -> None:
         if self.listener is None:
@@ -218,8 +242,105 @@ class Helper:
             return
         self.sel.register(conn, selectors.EVENT_READ, "conn")
 
+    # ---- spares ---------------------------------------------------------------------------------
+    def make_spares(self) -> None:
+        """A spare worker and a spare supervisor, when none waits (only while nothing runs: the
+        copying is cheap but not free, and a running command should have both CPUs)."""
+        if os.environ.get("LABTUI_HELPER_SPARES", "1") == "0":
+            return
+        for kind in ("worker", "supervisor"):
+            if kind not in self.spares:
+                self.spares[kind] = self.fork_spare(kind)
+
+    def fork_spare(self, kind: str) -> Spare:
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                mine.close()
+                self.close_inherited()
+                code = spare_main(kind, theirs)
+            finally:
+                os._exit(code)
+        theirs.close()
+        pidfd = os.pidfd_open(pid)
+        self.sel.register(pidfd, selectors.EVENT_READ, "spare")
+        self.sel.register(mine, selectors.EVENT_READ, "ready")
+        return Spare(kind, pid, pidfd, mine)
+
+    def on_ready(self, ctrl: socket.socket) -> None:
+        self.sel.unregister(ctrl)
+        for sp in self.spares.values():
+            if sp.ctrl is ctrl:
+                try:
+                    sp.ready = ctrl.recv(16) == b"ready"
+                except OSError:
+                    sp.ready = False
+
+    def take_spare(self, kind: str) -> Spare | None:
+        """The spare of that kind if it is ready; one still copying is left to finish (a fork now
+        is quicker than waiting for it)."""
+        sp = self.spares.get(kind)
+        if sp is None or not sp.ready:
+            return None
+        return self.spares.pop(kind)
+
+    def drop_spares(self) -> None:
+        for sp in self.spares.values():
+            if not sp.ready:
+                self.sel.unregister(sp.ctrl)
+            sp.ctrl.close()  # EOF: it leaves
+            try:
+                os.kill(sp.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.sel.unregister(sp.pidfd)
+            os.close(sp.pidfd)
+            try:
+                os.waitpid(sp.pid, 0)
+            except ChildProcessError:
+                pass
+        self.spares = {}
+
+    def reap_other(self, pidfd: int, what: str) -> None:
+        self.sel.unregister(pidfd)
+        os.close(pidfd)
+        pid = self.adopted.pop(pidfd, None)
+        for kind, sp in list(self.spares.items()):
+            if sp.pidfd == pidfd:
+                pid = sp.pid
+                if not sp.ready:
+                    self.sel.unregister(sp.ctrl)
+                sp.ctrl.close()
+                del self.spares[kind]
+        if pid is not None:
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+
+    def close_inherited(self) -> None:
+        """In a forked child: none of the helper's own descriptors stay open."""
+        signal.set_wakeup_fd(-1)
+        self.sel.close()
+        for fd in (self.wake_r, self.wake_w, self.lock_fd):
+            if fd is not None:
+                os.close(fd)  # the lock above all: a long-lived supervisor would hold it forever
+        if self.listener is not None:
+            self.listener.close()
+        for pidfd, (_, other) in self.workers.items():
+            os.close(pidfd)
+            other.close()
+        for sp in self.spares.values():
+            os.close(sp.pidfd)
+            sp.ctrl.close()
+        for pidfd in self.adopted:
+            os.close(pidfd)
+
+    # ---- requests -------------------------------------------------------------------------------
     def take(self, conn: socket.socket) -> None:
-        """One request: check who asks and whether we are current, then fork its worker."""
+        """One request: check who asks and whether we are current, then hand it to a worker."""
         self.sel.unregister(conn)
         self.last = time.monotonic()
         fds: list[int] = []
@@ -239,18 +360,44 @@ class Helper:
                 os.close(fd)
             conn.close()
             return
-        child = os.fork()
-        if child == 0:
-            code = 1
-            try:
-                code = self.worker(conn, fds, pid, *req)
-            finally:
-                os._exit(code)
+        sp = self.take_spare("worker")
+        if sp is not None:
+            child, pidfd = sp.pid, sp.pidfd
+            self.sel.modify(pidfd, selectors.EVENT_READ, "worker")
+            self.dispatch(sp, conn, fds, pid, req, data)
+        else:
+            child = os.fork()
+            if child == 0:
+                code = 1
+                try:
+                    self.close_inherited()
+                    code = serve_request(conn, fds, pid, *req)
+                finally:
+                    os._exit(code)
+            pidfd = os.pidfd_open(child)
+            self.sel.register(pidfd, selectors.EVENT_READ, "worker")
         for fd in fds:
             os.close(fd)
-        pidfd = os.pidfd_open(child)
         self.workers[pidfd] = (child, conn)
-        self.sel.register(pidfd, selectors.EVENT_READ, "worker")
+
+    def dispatch(self, sp: Spare, conn: socket.socket, fds: list[int], client: int, req: tuple,
+                 data: bytes) -> None:
+        """The request to the waiting spare worker, with the spare supervisor if it may need one."""
+        argv = req[2]
+        first = next((a for a in argv if not a.startswith("-")), "")
+        sup = self.take_spare("supervisor") if first in SUPERVISED_COMMANDS else None
+        send = [conn.fileno(), *fds]
+        if sup is not None:
+            send.append(sup.ctrl.fileno())
+            self.sel.modify(sup.pidfd, selectors.EVENT_READ, "adopted")
+            self.adopted[sup.pidfd] = sup.pid
+        header = b"%d %d\n" % (client, sup.pid if sup is not None else 0)
+        try:
+            socket.send_fds(sp.ctrl, [header + data], send)
+        finally:
+            sp.ctrl.close()
+            if sup is not None:
+                sup.ctrl.close()
 
     def reap(self, pidfd: int) -> None:
         child, conn = self.workers.pop(pidfd)
@@ -268,36 +415,126 @@ class Helper:
 
             cgroups.host_layout(refresh=True)
 
-    # ---- in the worker --------------------------------------------------------------------------
-    def worker(self, conn: socket.socket, fds: list[int], client: int, cwd: str, umask: int,
-               argv: list[str], env: dict[str, str]) -> int:
-        signal.set_wakeup_fd(-1)
-        self.sel.close()
-        for fd in (self.wake_r, self.wake_w, self.lock_fd):
-            if fd is not None:
-                os.close(fd)  # the lock above all: a long-lived supervisor would hold it forever
-        if self.listener is not None:
-            self.listener.close()
-        for pidfd, (_, other) in self.workers.items():
-            os.close(pidfd)
-            other.close()
-        os.setsid()
-        become_client(fds, client, cwd, umask, env)
-        _set_comm(b"labtui-worker")
-        sys.argv = ["labtui", *argv]
-        conn.send(b"P%d" % os.getpid())
-        die_with_client(conn)
-        from engine import api
 
-        api.FORK_CLOSE_FDS.append(conn.fileno())  # supervisors forked from here must not keep it
-        code = run_cli(argv)
-        # Tell the client now: tearing down this process's memory takes a while. (The helper's
-        # own report, from waitpid, still covers a worker that dies before getting here.)
+# ---- in a spare -------------------------------------------------------------------------------
+
+def spare_main(kind: str, ctrl: socket.socket) -> int:
+    """Copy the memory now, at the lowest priority, then wait for the work."""
+    _set_comm(b"labtui-spare")
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))  # only when nothing else runs
+        prefault()
+        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+        ctrl.send(b"ready")
+    except OSError:
+        return 0
+    try:
+        data, fds, _, _ = socket.recv_fds(ctrl, 1 << 20, 8)
+    except OSError:
+        return 0
+    ctrl.close()
+    if not data:
+        return 0  # the helper let us go
+    if kind == "worker":
+        header, _, request = data.partition(b"\n")
+        client, sup_pid = (int(x) for x in header.split())
+        conn = socket.socket(fileno=fds[0])
+        sup_ctrl = socket.socket(fileno=fds[4]) if len(fds) > 4 else None
+        return serve_request(conn, fds[1:4], client, *parse_request(request), sup=(sup_pid, sup_ctrl))
+    return supervise(data, fds)
+
+
+def prefault() -> None:
+    """Break copy-on-write for every private writable mapping: MADV_POPULATE_WRITE (Linux 5.14)
+    faults each page in for writing, as a write to it would (madvise(2))."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    with open("/proc/self/maps") as f:
+        maps = f.read().splitlines()
+    for line in maps:
+        parts = line.split()
+        perms = parts[1]
+        name = parts[5] if len(parts) > 5 else ""
+        if not perms.startswith("rw") or perms[3] != "p" or name in ("[vvar]", "[vdso]", "[vsyscall]"):
+            continue
+        lo, hi = (int(x, 16) for x in parts[0].split("-"))
+        libc.madvise(ctypes.c_void_p(lo), ctypes.c_size_t(hi - lo), 23)  # MADV_POPULATE_WRITE
+
+
+def serve_request(conn: socket.socket, fds: list[int], client: int, cwd: str, umask: int,
+                  argv: list[str], env: dict[str, str], sup: tuple[int, socket.socket | None] = (0, None)) -> int:
+    """A worker: become the client's process, run the command, report its code."""
+    os.setsid()
+    become_client(fds, client, cwd, umask, env)
+    _set_comm(b"labtui-worker")
+    sys.argv = ["labtui", *argv]
+    conn.send(b"P%d" % os.getpid())
+    die_with_client(conn)
+    from engine import api
+
+    api.FORK_CLOSE_FDS.append(conn.fileno())  # supervisors forked from here must not keep it
+    sup_pid, sup_ctrl = sup
+    if sup_ctrl is not None:
+        api.FORK_CLOSE_FDS.append(sup_ctrl.fileno())
+        api.SUPERVISOR_SPAWNER = _spare_supervisor_spawner(sup_pid, sup_ctrl)
+    code = run_cli(argv)
+    # Tell the client now: tearing down this process's memory takes a while. (The helper's
+    # own report, from waitpid, still covers a worker that dies before getting here.)
+    try:
+        conn.send(b"X%d" % ((code & 0xFF) << 8))
+    except OSError:
+        pass
+    return code
+
+
+def _spare_supervisor_spawner(pid: int, ctrl: socket.socket):
+    """engine.api's hook: the first supervisor this command starts is the waiting spare."""
+    def spawn(cid: str, status_w: int, client: socket.socket | None, winsize) -> int | None:
+        if ctrl.fileno() < 0:
+            return None  # used already: fork as usual
+        msg = {"cid": cid, "winsize": winsize, "env": dict(os.environ), "cwd": os.getcwd(),
+               "umask": _umask(), "parent": os.getpid()}
+        fds = [status_w] + ([client.fileno()] if client is not None else [])
         try:
-            conn.send(b"X%d" % ((code & 0xFF) << 8))
+            socket.send_fds(ctrl, [json.dumps(msg).encode()], fds)
         except OSError:
+            return None
+        finally:
+            ctrl.close()
+        return pid
+
+    return spawn
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def supervise(data: bytes, fds: list[int]) -> int:
+    """A spare supervisor: take on the caller's environment, then be the container's supervisor."""
+    from engine import supervisor
+
+    msg = json.loads(data)
+    status_w = fds[0]
+    client = socket.socket(fileno=fds[1]) if len(fds) > 1 else None
+    try:
+        os.chdir(msg["cwd"])
+    except OSError:
+        os.chdir("/")
+    os.umask(msg["umask"])
+    os.environ.clear()
+    os.environ.update(msg["env"])
+    for res in RLIMITS:
+        try:
+            resource.setrlimit(res, resource.prlimit(msg["parent"], res))
+        except (OSError, ValueError):
             pass
-        return code
+    winsize = tuple(msg["winsize"]) if msg.get("winsize") else None
+    supervisor.become_supervisor()
+    return supervisor.run(msg["cid"], status_w, client, winsize)
 
 
 def become_client(fds: list[int], client: int, cwd: str, umask: int, env: dict[str, str]) -> None:

@@ -74,7 +74,7 @@ def our_processes() -> list[tuple[int, str]]:
                 comm = f.read().strip()
         except OSError:
             continue
-        if comm in ("labtui-sup", "labtui-init", "labtui-helper", "labtui-worker"):
+        if comm in ("labtui-sup", "labtui-init", "labtui-helper", "labtui-worker", "labtui-spare"):
             try:
                 with open(f"/proc/{name}/environ", "rb") as f:
                     if mark not in f.read().split(b"\0"):

@@ -134,8 +134,18 @@ def test_killed_caller_kills_its_command_but_not_the_container(helper):
 
 
 def _workers(helper: int) -> list[int]:
+    """The helper's children that serve a command now (not its spares or adopted supervisors)."""
     with open(f"/proc/{helper}/task/{helper}/children") as f:
-        return [int(x) for x in f.read().split()]
+        kids = [int(x) for x in f.read().split()]
+    out = []
+    for k in kids:
+        try:
+            with open(f"/proc/{k}/comm") as f:
+                if f.read().strip() == "labtui-worker":
+                    out.append(k)
+        except OSError:
+            pass
+    return out
 
 
 def test_stale_helper_is_not_used_and_is_replaced(helper):

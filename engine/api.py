@@ -424,8 +424,9 @@ def restart(ref: str, timeout: float = 10) -> Container:
 def remove(ref: str, force: bool = False, from_supervisor: bool = False,
            deferred: list | None = None) -> None:
     """rm: kill if asked, then take down everything the container owns. With deferred (a list),
-    the container's directory is renamed out of the way (it is gone for every reader) and its
-    path appended there for the caller to delete after it has let its waiting clients go."""
+    the container's directory is renamed out of the way (it is gone for every reader), and its
+    deletion (and a veth's) appended there as callables for the caller to run after it has let
+    its waiting clients go."""
     c = state.resolve(ref)
     st = c.status
     if st in (state.RUNNING, state.PAUSED, state.RESTARTING) and not force:
@@ -469,7 +470,7 @@ def teardown(c: Container, deferred: list | None = None) -> None:
     from engine import hooks
     from engine.steps import container_recorder
 
-    hooks.cleanup(container_recorder(c.id), c)
+    hooks.cleanup(container_recorder(c.id), c, deferred)
     shutil.rmtree(c.run_dir, ignore_errors=True)
     try:
         os.unlink(paths.attach_socket(c.id))
@@ -485,7 +486,7 @@ def teardown(c: Container, deferred: list | None = None) -> None:
         trash = c.dir
     state.release_name(c.name, c.id)
     if deferred is not None:
-        deferred.append(trash)
+        deferred.append(lambda: shutil.rmtree(trash, ignore_errors=True))
     else:
         shutil.rmtree(trash, ignore_errors=True)
 

@@ -157,7 +157,10 @@ def _alert_watcher(c: Container, cgroup: object | None) -> Callable[[], None] | 
     return w.check
 
 
-def after_exit(rec: Recorder, c: Container, cgroup: object | None, net: object | None) -> None:
+def after_exit(rec: Recorder, c: Container, cgroup: object | None, net: object | None,
+               deferred: list | None = None) -> None:
+    """After the container's init exited. deferred: a list for work the caller does once its
+    clients are released (a --rm container's veth deletion)."""
     from engine import security
 
     # What the audit socket holds now; records still on their way are read by the supervisor's
@@ -171,17 +174,17 @@ def after_exit(rec: Recorder, c: Container, cgroup: object | None, net: object |
         from engine import network
 
         net.close()
-        network.detach_container(c.id, net.network, rec)
+        network.detach_container(c.id, net.network, rec, deferred)
     if cgroup is not None:
         cgroup.destroy()
 
 
-def cleanup(rec: Recorder, c: Container) -> None:
+def cleanup(rec: Recorder, c: Container, deferred: list | None = None) -> None:
     """Idempotent teardown used by rm: whatever an exited or killed container may have left."""
     if _networked(c):
         from engine import network
 
-        network.cleanup_container(c.id, rec)
+        network.cleanup_container(c.id, rec, deferred)
     cg = cgroup_driver(c, rec)
     if cg.exists():
         cg.destroy()

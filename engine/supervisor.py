@@ -12,7 +12,6 @@ import fcntl
 import json
 import os
 import selectors
-import shutil
 import signal
 import socket
 import struct
@@ -113,6 +112,7 @@ class Supervisor:
         self.oom_before: int | None = None
         self.force_restart = False
         self.first_run: dict = {}
+        self.deferred: list = []  # callables run once the clients are released (finalize)
 
     # ---- reporting to the CLI that started us -------------------------------------------------
     def report(self, msg: dict) -> None:
@@ -545,24 +545,33 @@ class Supervisor:
     def after_exit(self) -> None:
         from engine import hooks
 
-        hooks.after_exit(self.rec, self.c, self.cgroup, self.net)
+        # A --rm container's veth goes after the caller is released (finalize): see deferred.
+        later = self.deferred if self.cfg.get("autoremove") and not self.force_restart else None
+        hooks.after_exit(self.rec, self.c, self.cgroup, self.net, later)
         self.cgroup = None
         self.net = None
 
     def finalize(self) -> None:
         """No more restarts: remove the container if asked (--rm), let the clients go."""
-        deferred: list = []
         if self.cfg.get("autoremove"):
             from engine import api
 
             try:
-                api.remove(self.cid, force=True, from_supervisor=True, deferred=deferred)
+                api.remove(self.cid, force=True, from_supervisor=True, deferred=self.deferred)
             except EngineError:
                 pass
         for cl in list(self.clients):
             self.drop_client(cl)  # `run --rm` returns now: the container is gone for everyone
-        for d in deferred:
-            shutil.rmtree(d, ignore_errors=True)
+        self.run_deferred()
+
+    def run_deferred(self) -> None:
+        """What a --rm removal left for after its caller was released: the veth, the files."""
+        work, self.deferred = self.deferred, []
+        for fn in work:
+            try:
+                fn()
+            except Exception as e:  # one failure must not keep the rest from running
+                print(f"labtui supervisor: deferred cleanup failed: {e!r}", file=sys.stderr)
 
 
 def _cstr(s: str) -> int:
@@ -600,7 +609,10 @@ def run(cid: str, status_fd: int | None, client: socket.socket | None,
     os.close(errlog)
     try:
         sup = Supervisor(cid, status_fd, client, winsize, container)
-        code = sup.run_loop()
+        try:
+            code = sup.run_loop()
+        finally:
+            sup.run_deferred()  # normally done in finalize; after an error here
         from engine import security
 
         security.finish_denials()  # late audit records, once nobody waits for us any more

@@ -187,11 +187,18 @@ def attach_container(container_id: str, pid: int, network: str, ip: str | None =
             "host_veth": host_end, "bridge": net["bridge"]}
 
 
-def detach_container(container_id: str, network: str, rec: Recorder | None = None) -> bool:
+def detach_container(container_id: str, network: str, rec: Recorder | None = None,
+                     deferred: list | None = None) -> bool:
     """On stop: delete the host veth (tolerating that the namespace's death already did), mark
     the lease detached (the address stays reserved until rm) and drop the name from the other
-    members' hosts files. Returns whether a veth was actually deleted."""
-    deleted = veth.delete_pair(host_veth_name(container_id), rec or null_recorder())
+    members' hosts files. Returns whether a veth was actually deleted. With deferred (a list),
+    the deletion is appended there as a callable instead: unregistering a netdevice waits for
+    RCU grace periods (~15 ms here), which a `run --rm` caller need not wait for."""
+    if deferred is not None:
+        deferred.append(lambda: veth.delete_pair(host_veth_name(container_id), rec or null_recorder()))
+        deleted = False
+    else:
+        deleted = veth.delete_pair(host_veth_name(container_id), rec or null_recorder())
     try:
         ipam.update_lease(network, container_id, attached=False, host_veth="")
         hosts.refresh_network_hosts(network)
@@ -200,9 +207,10 @@ def detach_container(container_id: str, network: str, rec: Recorder | None = Non
     return deleted
 
 
-def cleanup_container(container_id: str, rec: Recorder | None = None) -> None:
+def cleanup_container(container_id: str, rec: Recorder | None = None, deferred: list | None = None) -> None:
     """On rm (idempotent): for every network the container holds a lease on, delete a veth
-    that may still be there, release the address and refresh the others' hosts files."""
+    that may still be there, release the address and refresh the others' hosts files. With
+    deferred, a veth deletion is appended there (detach_container)."""
     rec = rec or null_recorder()
     for name in ipam.networks_of(container_id):
         try:
@@ -210,7 +218,10 @@ def cleanup_container(container_id: str, rec: Recorder | None = None) -> None:
         except NotFound:
             continue
         if lease and lease.get("attached"):
-            veth.delete_pair(host_veth_name(container_id), rec)
+            if deferred is not None:
+                deferred.append(lambda: veth.delete_pair(host_veth_name(container_id), rec))
+            else:
+                veth.delete_pair(host_veth_name(container_id), rec)
         ipam.release(name, container_id)
         try:
             hosts.refresh_network_hosts(name)

@@ -3,7 +3,8 @@
 labtui is run as the installed command runs (labtui/launch.py on `python3 -SI`), once through its
 warm helper (the usual case: any earlier labtui command started it) and once the ordinary way
 (LABTUI_HELPER=0: a fresh interpreter imports everything). All three run in one process,
-interleaved, N times each; prints the medians and the ratios to runc.
+interleaved, N times each, each after the same idle gap (--gap); prints the medians and the
+ratios to runc.
 Usage (root): /opt/labtui-venv/bin/python bench/bench_run.py [-n 30] [--network none|bridge]
 Needs runc (apt-get install runc). Not a test: figures go into the issue's closing note.
 """
@@ -52,6 +53,10 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("-n", type=int, default=30)
     ap.add_argument("--network", default="none")
+    ap.add_argument("--gap", type=float, default=0.1,
+                    help="seconds of idle before each measured run, for all three alike (default 0.1: "
+                         "commands typed by a person; 0 = back to back, the helper's spares then have no "
+                         "idle time to be made ready in)")
     args = ap.parse_args()
     if shutil.which("runc") is None:
         raise SystemExit("runc is not installed: apt-get install runc")
@@ -71,8 +76,11 @@ def main() -> None:
         bundle = runc_bundle(layer, work)
         warm, cold, runc = [], [], []
         for i in range(args.n):
+            time.sleep(args.gap)
             warm.append(timed(lab_cmd, env))
+            time.sleep(args.gap)
             cold.append(timed(lab_cmd, cold_env))
+            time.sleep(args.gap)
             runc.append(timed(["runc", "run", "--bundle", bundle, f"labtui-bench-{os.getpid()}-{i}"]))
         mw, mc, mr = statistics.median(warm), statistics.median(cold), statistics.median(runc)
         what = f"labtui run --rm --network {args.network} busybox true"

@@ -562,6 +562,11 @@ class Supervisor:
                 pass
         for cl in list(self.clients):
             self.drop_client(cl)  # `run --rm` returns now: the container is gone for everyone
+        if self.deferred:
+            try:  # after the caller, who may be exiting right now on a busy CPU
+                os.setpriority(os.PRIO_PROCESS, 0, 10)
+            except OSError:
+                pass
         self.run_deferred()
 
     def run_deferred(self) -> None:

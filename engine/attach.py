@@ -6,6 +6,7 @@ The supervisor owns the container's stdio; clients come and go.
 
 from __future__ import annotations
 
+import os
 import socket
 import struct
 
@@ -45,3 +46,17 @@ def resize_payload(rows: int, cols: int) -> bytes:
 
 def parse_resize(payload: bytes) -> tuple[int, int]:
     return struct.unpack(">HH", payload[:4])
+
+
+def listen_unix(path: str, kind: int = socket.SOCK_STREAM, backlog: int = 8) -> socket.socket:
+    """A listening Unix socket at path (a stale one there is replaced), for root only: 0600, and
+    connecting to a Unix socket needs write permission on it (unix(7))."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    srv = socket.socket(socket.AF_UNIX, kind)
+    srv.bind(path)
+    os.chmod(path, 0o600)
+    srv.listen(backlog)
+    return srv

@@ -354,15 +354,7 @@ class Supervisor:
     # ---- running -------------------------------------------------------------------------------
     def listen(self) -> socket.socket:
         paths.attach_socket(self.cid).parent.mkdir(parents=True, exist_ok=True)
-        path = str(paths.attach_socket(self.cid))
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
-        srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        srv.bind(path)
-        os.chmod(path, 0o600)
-        srv.listen(8)
+        srv = attach.listen_unix(str(paths.attach_socket(self.cid)))
         srv.setblocking(False)
         self.sel.register(srv, selectors.EVENT_READ, ("listen", None))
         for cl in self.clients:

@@ -162,16 +162,10 @@ class Helper:
         self.terminate = True
 
     def listen(self) -> None:
-        path = socket_path()
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
-        srv = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        srv.bind(path)
-        os.chmod(path, 0o600)
-        self.sock_ino = os.stat(path).st_ino  # to remove the path only while it is still ours
-        srv.listen(64)
+        from engine import attach
+
+        srv = attach.listen_unix(socket_path(), socket.SOCK_SEQPACKET, 64)
+        self.sock_ino = os.stat(socket_path()).st_ino  # to remove the path only while it is still ours
         self.listener = srv
         self.sel.register(srv, selectors.EVENT_READ, "listen")
 

@@ -62,7 +62,7 @@ def create(opts: RunOptions) -> Container:
         config = {
             "id": cid, "name": name, "created": state.now_iso(),
             "image": img.ref, "image_id": img.id, "layers": [str(p) for p in img.layer_paths()],
-            "argv": argv, "env": spec.merge_env(img.config.get("Env") or [], env),
+            "argv": argv, "env": spec.merge_env(img.config.get("Env") or [], env, opts.tty),
             "workdir": workdir or img.config.get("WorkingDir") or "/",
             "hostname": hostname or cid[:12],
             "volumes": [v.to_json() for v in volumes], "tmpfs": tmpfs, "read_only": opts.read_only,

@@ -98,12 +98,14 @@ def parse_env(items: list[str]) -> list[str]:
     return out
 
 
-def merge_env(image_env: list[str], user_env: list[str]) -> list[str]:
+def merge_env(image_env: list[str], user_env: list[str], tty: bool = False) -> list[str]:
     merged: dict[str, str] = {}
     for item in list(image_env) + list(user_env):
         k, _, v = item.partition("=")
         merged[k] = v
     merged.setdefault("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+    if tty:
+        merged.setdefault("TERM", "xterm")  # docker does the same for -t (daemon/oci_linux.go)
     return [f"{k}={v}" for k, v in merged.items()]
 
 

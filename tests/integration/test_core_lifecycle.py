@@ -202,7 +202,7 @@ def test_tty_gets_a_pty_with_the_terminal_size_and_resizes():
         os.setsid()
         fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
-    script = "tty; stty size; sleep 1.5; stty size"
+    script = "tty; echo TERM=$TERM; stty size; sleep 1.5; stty size"
     p = subprocess.Popen(LABTUI + ["run", "--rm", "-it", "busybox", "sh", "-c", script],
                          stdin=slave, stdout=slave, stderr=slave, preexec_fn=ctty)
     os.close(slave)
@@ -226,6 +226,7 @@ def test_tty_gets_a_pty_with_the_terminal_size_and_resizes():
     os.close(master)
     text = out.decode(errors="replace")
     assert "/dev/pts/0" in text  # allocated in the container's own devpts instance
+    assert "TERM=xterm" in text  # docker's default for -t
     assert "33 111" in text and "40 120" in text, text
     assert p.returncode == 0
 

@@ -168,9 +168,19 @@ class CgroupDriver(ABC):
     def add_pid(self, pid: int) -> None:
         """Move a process (all its threads) into the container's cgroup(s)."""
 
-    @abstractmethod
     def apply(self, limits: Limits) -> list[str]:
-        """Write the set limits; returns warnings for limits this kernel cannot enforce."""
+        """Write the set limits; returns warnings for limits this kernel cannot enforce. Memory
+        first (with its swap rule, which differs between v1 and v2), then the others."""
+        warnings = self._apply_memory(limits.memory, limits.swap_total(), limits.memory_swap is not None)
+        warnings += self._apply_rest(limits)
+        self.limits = self.limits.merged(limits)
+        return warnings
+
+    def _apply_memory(self, memory: int | None, swap_total: int | None, swap_asked: bool) -> list[str]:
+        raise NotImplementedError
+
+    def _apply_rest(self, limits: Limits) -> list[str]:
+        raise NotImplementedError
 
     @abstractmethod
     def freeze(self) -> None:

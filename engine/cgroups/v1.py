@@ -101,12 +101,6 @@ class V1Driver(CgroupDriver):
 
     # -- limits -----------------------------------------------------------------------------
 
-    def apply(self, limits: Limits) -> list[str]:
-        warnings = self._apply_memory(limits.memory, limits.swap_total(), limits.memory_swap is not None)
-        warnings += self._apply_rest(limits)
-        self.limits = self.limits.merged(limits)
-        return warnings
-
     def update(self, limits: Limits) -> list[str]:
         # docker update --memory alone keeps the current memory+swap, which must stay >= memory.
         memsw = self._file("memory", "memory.memsw.limit_in_bytes")

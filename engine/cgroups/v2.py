@@ -88,12 +88,6 @@ class V2Driver(CgroupDriver):
 
     # -- limits -----------------------------------------------------------------------------
 
-    def apply(self, limits: Limits) -> list[str]:
-        warnings = self._apply_memory(limits.memory, limits.swap_total(), limits.memory_swap is not None)
-        warnings += self._apply_rest(limits)
-        self.limits = self.limits.merged(limits)
-        return warnings
-
     def update(self, limits: Limits) -> list[str]:
         warnings = self._apply_memory(limits.memory, limits.memory_swap, limits.memory_swap is not None)
         warnings += self._apply_rest(limits)

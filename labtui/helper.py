@@ -22,7 +22,6 @@ from __future__ import annotations
 import fcntl
 import gc
 import io
-import json
 import os
 import resource
 import selectors
@@ -33,6 +32,7 @@ import sys
 import time
 
 from labtui.launch import PROTOCOL, run_dir, socket_path
+from labtui.spare import RLIMITS, SUPERVISED_COMMANDS, set_comm, spawner, supervise
 
 IDLE_DEFAULT = 900.0
 HELPER_LAYOUT_TTL = 60.0  # seconds; refreshed after every command
@@ -50,7 +50,6 @@ PRELOAD = [
     "labtui.cli", "labtui.attach_client",
     "seccomp",  # libseccomp's binding: the denial watcher names syscalls with it
 ]
-RLIMITS = [getattr(resource, n) for n in dir(resource) if n.startswith("RLIMIT_")]
 
 
 def preload() -> None:
@@ -133,9 +132,6 @@ class Spare:
     def __init__(self, kind: str, pid: int, pidfd: int, ctrl: socket.socket) -> None:
         self.kind, self.pid, self.pidfd, self.ctrl = kind, pid, pidfd, ctrl
         self.ready = False  # it says so on ctrl once its memory is its own
-
-
-SUPERVISED_COMMANDS = {"run", "start", "restart"}  # commands that start a container's supervisor
 
 
 class Helper:
@@ -420,7 +416,7 @@ class Helper:
 
 def spare_main(kind: str, ctrl: socket.socket) -> int:
     """Copy the memory now, at the lowest priority, then wait for the work."""
-    _set_comm(b"labtui-spare")
+    set_comm(b"labtui-spare")
     try:
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))  # only when nothing else runs
         prefault()
@@ -467,7 +463,7 @@ def serve_request(conn: socket.socket, fds: list[int], client: int, cwd: str, um
     """A worker: become the client's process, run the command, report its code."""
     os.setsid()
     become_client(fds, client, cwd, umask, env)
-    _set_comm(b"labtui-worker")
+    set_comm(b"labtui-worker")
     sys.argv = ["labtui", *argv]
     conn.send(b"P%d" % os.getpid())
     die_with_client(conn)
@@ -477,7 +473,7 @@ def serve_request(conn: socket.socket, fds: list[int], client: int, cwd: str, um
     sup_pid, sup_ctrl = sup
     if sup_ctrl is not None:
         api.FORK_CLOSE_FDS.append(sup_ctrl.fileno())
-        api.SUPERVISOR_SPAWNER = _spare_supervisor_spawner(sup_pid, sup_ctrl)
+        api.SUPERVISOR_SPAWNER = spawner(sup_pid, sup_ctrl)
     code = run_cli(argv)
     # Tell the client now: tearing down this process's memory takes a while. (The helper's
     # own report, from waitpid, still covers a worker that dies before getting here.)
@@ -487,55 +483,6 @@ def serve_request(conn: socket.socket, fds: list[int], client: int, cwd: str, um
     except OSError:
         pass
     return code
-
-
-def _spare_supervisor_spawner(pid: int, ctrl: socket.socket):
-    """engine.api's hook: the first supervisor this command starts is the waiting spare."""
-    def spawn(cid: str, status_w: int, client: socket.socket | None, winsize) -> int | None:
-        if ctrl.fileno() < 0:
-            return None  # used already: fork as usual
-        msg = {"cid": cid, "winsize": winsize, "env": dict(os.environ), "cwd": os.getcwd(),
-               "umask": _umask(), "parent": os.getpid()}
-        fds = [status_w] + ([client.fileno()] if client is not None else [])
-        try:
-            socket.send_fds(ctrl, [json.dumps(msg).encode()], fds)
-        except OSError:
-            return None
-        finally:
-            ctrl.close()
-        return pid
-
-    return spawn
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def supervise(data: bytes, fds: list[int]) -> int:
-    """A spare supervisor: take on the caller's environment, then be the container's supervisor."""
-    from engine import supervisor
-
-    msg = json.loads(data)
-    status_w = fds[0]
-    client = socket.socket(fileno=fds[1]) if len(fds) > 1 else None
-    try:
-        os.chdir(msg["cwd"])
-    except OSError:
-        os.chdir("/")
-    os.umask(msg["umask"])
-    os.environ.clear()
-    os.environ.update(msg["env"])
-    for res in RLIMITS:
-        try:
-            resource.setrlimit(res, resource.prlimit(msg["parent"], res))
-        except (OSError, ValueError):
-            pass
-    winsize = tuple(msg["winsize"]) if msg.get("winsize") else None
-    supervisor.become_supervisor()
-    return supervisor.run(msg["cid"], status_w, client, winsize)
 
 
 def become_client(fds: list[int], client: int, cwd: str, umask: int, env: dict[str, str]) -> None:
@@ -624,13 +571,6 @@ def run_cli(argv: list[str]) -> int:
     return code
 
 
-def _set_comm(name: bytes) -> None:
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(15, ctypes.c_char_p(name[:15]), 0, 0, 0)  # PR_SET_NAME, prctl(2)
-
-
 def stop(timeout: float = 5.0) -> bool:
     """Stop the helper of this state directory (tests, uninstall). Returns whether one ran."""
     try:
@@ -666,7 +606,7 @@ def main() -> None:
     log = os.open(os.path.join(d, "helper.log"), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     os.dup2(log, 2)
     os.close(log)
-    _set_comm(COMM)
+    set_comm(COMM)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     idle = float(os.environ.get("LABTUI_HELPER_IDLE", IDLE_DEFAULT))

@@ -40,8 +40,12 @@ def socket_path() -> str:
 def wants_helper(argv: list) -> bool:
     if not argv or posix.environ.get(b"LABTUI_HELPER", b"1") == b"0" or posix.geteuid() != 0:
         return False
-    first = next((a for a in argv if not a.startswith("-")), None)
+    first = _command(argv)
     return first is not None and first not in LOCAL_COMMANDS
+
+
+def _command(argv: list) -> str | None:
+    return next((a for a in argv if not a.startswith("-")), None)
 
 
 def _fsencode(s: str) -> bytes:
@@ -154,6 +158,12 @@ def run_here() -> None:
         import site
 
         site.main()
+    argv = sys.argv[1:]
+    if posix.geteuid() == 0 and _command(argv) in ("run", "start", "restart") \
+            and "-h" not in argv and "--help" not in argv:
+        from labtui import spare
+
+        spare.prefork()  # the container's supervisor-to-be imports its half on the other CPU
     from labtui.cli import entry
 
     entry()

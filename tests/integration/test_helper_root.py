@@ -213,3 +213,69 @@ def test_helper_whose_run_directory_is_wiped_leaves():
         finally:
             os.environ["LABTUI_ROOT"] = saved
         shutil.rmtree(root, ignore_errors=True)
+
+
+# ---- without a helper: the supervisor-to-be forked first (labtui/spare.py prefork) -------------
+
+NO_HELPER = dict(os.environ, LABTUI_HELPER="0")
+
+
+def cold_spares() -> list[int]:
+    """labtui-spare processes of ours that no helper made (the helper keeps its own)."""
+    def parent_comm(pid: int) -> str:
+        try:
+            ppid = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]
+            return Path(f"/proc/{ppid}/comm").read_text().strip()
+        except (OSError, IndexError):
+            return ""
+    return [pid for pid, c in our_processes() if c == "labtui-spare" and parent_comm(pid) != "labtui-helper"]
+
+
+def test_cold_run_hands_the_container_to_the_supervisor_forked_at_start(tmp_path):
+    """The command's first fork is its container's supervisor, made before the container's
+    directory existed (strace on the command alone, not -f: the supervisor runs untraced)."""
+    trace = tmp_path / "trace"
+    name = f"cold{os.getpid()}"
+    p = subprocess.run(["strace", "-qq", "-o", str(trace), "-e", "trace=clone,clone3,fork,vfork,mkdir",
+                        "-e", "signal=none", *LAUNCH, "run", "-d", "--name", name, "busybox", "sleep", "30"],
+                       capture_output=True, text=True, timeout=60, env=NO_HELPER)
+    try:
+        assert p.returncode == 0, p.stderr
+        cid = p.stdout.strip()
+        lines = trace.read_text().splitlines()
+        forks = [i for i, line in enumerate(lines) if line.startswith(("clone", "fork", "vfork"))]
+        made = next(i for i, line in enumerate(lines) if line.startswith("mkdir(") and f"/{cid}\"" in line
+                    and line.endswith("= 0"))
+        assert forks and forks[0] < made, lines
+        first_child = int(lines[forks[0]].rsplit("=", 1)[1])
+        assert inspect(name)["State"]["SupervisorPid"] == first_child
+        assert labtui("exec", name, "true").returncode == 0
+    finally:
+        labtui("rm", "-f", name, check=False)
+
+
+def test_cold_command_that_starts_no_container_leaves_no_spare():
+    """A `run` that fails before its container exists, or `start` of a running one: the forked
+    process is told nothing, sees its socket close, and leaves with the command."""
+    name = f"coldst{os.getpid()}"
+    try:
+        p = launch("run", "--rm", "no-such-image", env=NO_HELPER)
+        assert p.returncode == 125 and "image 'no-such-image' not found" in p.stderr
+        labtui("run", "-d", "--name", name, "busybox", "sleep", "30")
+        p = launch("start", name, env=NO_HELPER)
+        assert p.returncode == 0, p.stderr
+        assert wait_for(lambda: not cold_spares(), what="the unused spare to leave")
+        assert len([c for _, c in our_processes() if c == "labtui-sup"]) == 1
+    finally:
+        labtui("rm", "-f", name, check=False)
+
+
+def test_cold_detached_run_does_not_hold_the_callers_output():
+    """`$(labtui run -d ...)` reads to EOF: neither the spare nor the supervisor keeps the pipe."""
+    t0 = time.monotonic()
+    p = launch("run", "-d", "--rm", "busybox", "sleep", "30", env=NO_HELPER)
+    try:
+        assert p.returncode == 0, p.stderr
+        assert time.monotonic() - t0 < 10
+    finally:
+        labtui("rm", "-f", p.stdout.strip(), check=False)

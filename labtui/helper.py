@@ -571,6 +571,13 @@ def run_cli(argv: list[str]) -> int:
     return code
 
 
+def _set_policy(policy: int) -> None:
+    try:
+        os.sched_setscheduler(0, policy, os.sched_param(0))
+    except OSError:
+        pass
+
+
 def stop(timeout: float = 5.0) -> bool:
     """Stop the helper of this state directory (tests, uninstall). Returns whether one ran."""
     try:
@@ -612,7 +619,11 @@ def main() -> None:
     idle = float(os.environ.get("LABTUI_HELPER_IDLE", IDLE_DEFAULT))
     h = Helper(idle)
     h.lock_fd = lock
+    # The command that started us (and the supervisor it forked) have the CPUs first: we import
+    # at SCHED_IDLE, then serve at the usual priority.
+    _set_policy(os.SCHED_IDLE)
     preload()
+    _set_policy(os.SCHED_OTHER)
     h.stamp = source_stamp()
     gc.collect()
     gc.freeze()  # forked workers then never touch these objects' pages to collect them

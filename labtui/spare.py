@@ -39,12 +39,22 @@ def spawner(pid: int, ctrl: socket.socket):
         try:
             socket.send_fds(ctrl, [json.dumps(msg).encode()], fds)
         except OSError:
-            return None
+            return None  # it died: a supervisor is forked as usual
         finally:
-            ctrl.close()
+            _close(ctrl)
         return pid
 
     return spawn
+
+
+def _close(ctrl: socket.socket) -> None:
+    """Close it, and take it off the list of fds a forked supervisor closes: its number may be
+    reused by the next descriptor opened."""
+    from engine import api
+
+    if ctrl.fileno() in api.FORK_CLOSE_FDS:
+        api.FORK_CLOSE_FDS.remove(ctrl.fileno())
+    ctrl.close()
 
 
 def _umask() -> int:

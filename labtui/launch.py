@@ -154,16 +154,18 @@ def start_helper() -> None:
 
 def run_here() -> None:
     """The ordinary way: import the CLI in this process (site-packages first, if -S left them out)."""
-    if sys.flags.no_site:
-        import site
-
-        site.main()
     argv = sys.argv[1:]
     if posix.geteuid() == 0 and _command(argv) in ("run", "start", "restart") \
             and "-h" not in argv and "--help" not in argv:
         from labtui import spare
 
+        # Before site: the smaller this process is when it forks, the fewer pages the two of
+        # them then copy on write.
         spare.prefork()  # the container's supervisor-to-be imports its half on the other CPU
+    if sys.flags.no_site:
+        import site
+
+        site.main()
     from labtui.cli import entry
 
     entry()

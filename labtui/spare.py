@@ -16,6 +16,7 @@ import json
 import os
 import resource
 import socket
+import sys
 
 SUPERVISED_COMMANDS = {"run", "start", "restart"}  # commands that start a container's supervisor
 RLIMITS = [getattr(resource, n) for n in dir(resource) if n.startswith("RLIMIT_")]
@@ -138,6 +139,10 @@ def _prepare_child() -> None:
     import signal
 
     set_comm(b"labtui-spare")
+    if sys.flags.no_site:  # forked by labtui/launch.py before it found site-packages
+        import site
+
+        site.main()
     # Until it supervises, it must not be mistaken for the command: not its stdio (a caller
     # reading our output to EOF would wait for it), not its signals (^C is the command's). As a
     # supervisor it writes its errors to the container's log (engine.supervisor.run).
@@ -159,3 +164,4 @@ def _prepare_child() -> None:
         security.warm_up()
     except Exception:
         pass  # the supervisor meets the same error in its own time, and reports it
+

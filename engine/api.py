@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import select
-import shutil
 import signal
 import time
 from collections.abc import Iterator
@@ -80,6 +79,8 @@ def create(opts: RunOptions) -> Container:
             from engine import network
 
             network.cleanup_container(cid)
+        import shutil
+
         shutil.rmtree(d, ignore_errors=True)
         state.release_name(name, cid)
         raise
@@ -215,13 +216,16 @@ def spawn_supervisor(cid: str, client, winsize, container: Container | None = No
     Forking without exec is the fast path (no interpreter start-up) and is safe only when the
     caller has a single thread; the terminal app has several, so it gets fork+exec.
     """
-    import threading
+    import sys
 
+    # A process that never imported threading has no threads to worry about (and need not pay
+    # for the import).
+    threading = sys.modules.get("threading")
     r, w = os.pipe2(os.O_CLOEXEC)
     pid = SUPERVISOR_SPAWNER(cid, w, client, winsize) if SUPERVISOR_SPAWNER is not None else None
     if pid:
         pass  # a process that was waiting for this took it over (labtui/helper.py's spare)
-    elif threading.active_count() == 1:
+    elif threading is None or threading.active_count() == 1:
         pid = os.fork()
         if pid == 0:
             code = 125
@@ -237,7 +241,6 @@ def spawn_supervisor(cid: str, client, winsize, container: Container | None = No
                 os._exit(code)
     else:
         import subprocess
-        import sys
 
         args = [sys.executable, "-m", "engine.supervisor", cid, str(w)]
         fds = [w]
@@ -467,6 +470,8 @@ def _thaw_quietly(c: Container) -> None:
 
 def teardown(c: Container, deferred: list | None = None) -> None:
     """Remove everything a container owns: cgroups, links, upper/work dirs, runtime files, name."""
+    import shutil
+
     from engine import hooks
     from engine.steps import container_recorder
 
@@ -493,6 +498,8 @@ def teardown(c: Container, deferred: list | None = None) -> None:
 
 def empty_trash() -> None:
     """Directories of removed containers whose deletion was cut short (a killed supervisor)."""
+    import shutil
+
     d = paths.trash_dir()
     for name in os.listdir(d) if d.is_dir() else []:
         shutil.rmtree(d / name, ignore_errors=True)

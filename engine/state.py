@@ -19,7 +19,6 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 
 from engine import jsonl, paths
@@ -52,7 +51,10 @@ def can_exec(status: str) -> bool:
 
 
 def now_iso() -> str:
-    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    """RFC 3339 UTC with microseconds, as docker's timestamps (without importing datetime: ~1 ms
+    of every command's start-up)."""
+    sec, us = divmod(time.time_ns() // 1000, 1_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)) + f".{us:06d}Z"
 
 
 def write_json_atomic(path: Path, obj: dict) -> None:
@@ -298,6 +300,8 @@ def human_duration(seconds: float) -> str:
 
 
 def parse_iso(ts: str) -> float:
+    from datetime import datetime
+
     return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
 
 

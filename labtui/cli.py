@@ -63,6 +63,36 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("command", nargs=argparse.REMAINDER, help="command and arguments")
 
 
+class _Formatter(argparse.HelpFormatter):
+    """argparse's formatter, with the terminal width found without shutil: argparse makes one
+    for every add_argument (to check metavars), and shutil (with bz2 and lzma) costs ~1.5 ms of
+    every command's start."""
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
+                 width: int | None = None) -> None:
+        super().__init__(prog, indent_increment, max_help_position, width or _columns() - 2)
+
+
+def _columns() -> int:
+    """shutil.get_terminal_size()'s answer: $COLUMNS, else the terminal's, else 80."""
+    try:
+        return int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        pass
+    try:
+        return os.get_terminal_size(sys.__stdout__.fileno()).columns or 80
+    except (AttributeError, ValueError, OSError):
+        return 80
+
+
+class _Parser(argparse.ArgumentParser):
+    """Every parser (subcommands' too: argparse makes them of the parent's class) with _Formatter."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kwargs)
+
+
 CORE = {"run", "create", "start", "stop", "restart", "kill", "rm", "wait", "ps", "inspect", "logs", "top",
         "steps", "events", "gate", "image", "images", "serve"}
 
@@ -70,7 +100,7 @@ CORE = {"run", "create", "start", "stop", "restart", "kill", "rm", "wait", "ps",
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The whole parser, or (only=) just one core command's: building all of them, extensions
     included, costs ~14 ms that `labtui run` should not pay."""
-    ap = argparse.ArgumentParser(
+    ap = _Parser(
         prog="labtui",
         description="labtui: a real Linux container runtime you can watch. Every kernel step is recorded.",
         epilog=EPILOG,

@@ -66,6 +66,7 @@ def preload() -> None:
     from labtui import cli
 
     cli.warm_parsers()
+    cli.warm_regexes()
     warm_caches()
 
 

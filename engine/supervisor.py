@@ -302,12 +302,17 @@ class Supervisor:
                 break
             buf += data
             *lines, buf = buf.split(b"\n")
+            steps: list[dict] = []  # what arrived together is written together, in order
             for line in lines:
                 msg = json.loads(line)
                 t = msg["t"]
                 if t == "step":
-                    self.rec.record(msg["step"])
-                elif t == "gate":
+                    steps.append(msg["step"])
+                    continue
+                if steps:
+                    self.rec.record_many(steps)
+                    steps = []
+                if t == "gate":
                     if self.gate is not None:
                         self.gate(msg["step"])
                     try:
@@ -322,6 +327,8 @@ class Supervisor:
                     error = msg
                     if msg.get("step"):
                         self.rec.record(msg["step"])
+            if steps:
+                self.rec.record_many(steps)
         os.close(chan_r)
         return error, exec_msg
 

@@ -69,6 +69,12 @@ class V1Driver(CgroupDriver):
             if self._read(os.path.join(d, name)):
                 continue
             value = self._read(os.path.join(parent_dir, name))
+            if not value:
+                # Our parent was just made again by another supervisor (the last container's
+                # removal took it) that has not filled it yet; a child's set must lie within its
+                # parent's, so fill the parent first, as that one will (the same value).
+                self._copy_cpuset(parent_dir, os.path.dirname(parent_dir))
+                value = self._read(os.path.join(parent_dir, name))
             self._write(os.path.join(d, name), value,
                         why=f"a new v1 cpuset is empty; copy {name} from the parent so tasks can join")
 

@@ -296,6 +296,21 @@ def test_v1_cpuset_must_be_copied_or_join_fails(v1):
         cg.add_pid(PID)
 
 
+def test_v1_cpuset_parent_made_but_not_yet_filled_by_another_supervisor(v1):
+    # The last container's removal took the parent and another supervisor just made it again:
+    # it is there, still empty. Copying its emptiness would leave ours empty (join: ENOSPC), and
+    # a child's set must lie within its parent's: fill the parent first, from the root.
+    v1.fs.mkdir(f"{v1.root}/cpuset/labtui")
+    cg = v1.driver()
+    cg.create()
+    cpuset = [w for w in v1.writes() if w[1].startswith("cpuset/")]
+    assert cpuset == [("mkdir", "cpuset/labtui/c1", ""),
+                      ("write", "cpuset/labtui/cpuset.cpus", "0-1"), ("write", "cpuset/labtui/cpuset.mems", "0"),
+                      ("write", "cpuset/labtui/c1/cpuset.cpus", "0-1"), ("write", "cpuset/labtui/c1/cpuset.mems", "0")]
+    cg.add_pid(PID)
+    assert cg.pids() == [PID]
+
+
 def test_v1_apply_exact_writes(v1):
     cg = v1.driver()
     cg.create()

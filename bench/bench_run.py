@@ -2,10 +2,18 @@
 
 labtui is run as the installed command runs (labtui/launch.py on `python3 -SI`), once through its
 warm helper (the usual case: any earlier labtui command started it) and once the ordinary way
-(LABTUI_HELPER=0: a fresh interpreter imports everything). All three run in one process,
-interleaved, N times each, each after the same idle gap (--gap); prints the medians and the
-ratios to runc.
-Usage (root): /opt/labtui-venv/bin/python bench/bench_run.py [-n 30] [--network none|bridge]
+(LABTUI_HELPER=0: a fresh interpreter imports everything, as the first command does). All three
+run in one process, N rounds, in a shuffled order each round (so none always follows the same
+neighbour), and print the medians, the quartiles and the ratios to runc.
+
+Two ways to space the runs, each fair to all three:
+  default          before each run, wait until the CPUs are idle (whatever the previous command
+                   left running in the background has finished: labtui's cleanup and spares,
+                   the kernel's namespace teardown), then --gap seconds (0.1): commands typed
+                   by a person.
+  --back-to-back   no waiting at all: commands from a script, each paying for what the one
+                   before left running.
+Usage (root): /opt/labtui-venv/bin/python bench/bench_run.py [-n 30] [--back-to-back] [--network none|bridge]
 Needs runc (apt-get install runc). Not a test: figures go into the issue's closing note.
 """
 
@@ -14,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import shutil
 import statistics
 import subprocess
@@ -35,6 +44,28 @@ def timed(cmd: list[str], env: dict | None = None) -> float:
     return dt * 1000
 
 
+def cpu_times() -> tuple[int, int]:
+    with open("/proc/stat") as f:
+        vals = [int(v) for v in f.readline().split()[1:]]
+    return sum(vals), vals[3] + vals[4]  # total, idle + iowait
+
+
+def wait_quiet(limit: float = 3.0) -> None:
+    """Until the CPUs were at least 95% idle over 20 ms (or `limit` seconds passed)."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        t0, i0 = cpu_times()
+        time.sleep(0.02)
+        t1, i1 = cpu_times()
+        if t1 > t0 and (i1 - i0) / (t1 - t0) >= 0.95:
+            return
+
+
+def summary(xs: list[float]) -> str:
+    q = statistics.quantiles(xs, n=4)
+    return f"median {statistics.median(xs):.1f} ms (quartiles {q[0]:.1f}-{q[2]:.1f}, n={len(xs)})"
+
+
 def runc_bundle(layer: str, workdir: str) -> str:
     bundle = os.path.join(workdir, "bundle")
     os.makedirs(bundle)
@@ -53,10 +84,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("-n", type=int, default=30)
     ap.add_argument("--network", default="none")
-    ap.add_argument("--gap", type=float, default=0.1,
-                    help="seconds of idle before each measured run, for all three alike (default 0.1: "
-                         "commands typed by a person; 0 = back to back, the helper's spares then have no "
-                         "idle time to be made ready in)")
+    ap.add_argument("--gap", type=float, default=0.1, help="seconds of idle before each run (default 0.1)")
+    ap.add_argument("--back-to-back", action="store_true",
+                    help="no waiting between runs (the helper's spares then have no idle time to be made in)")
     args = ap.parse_args()
     if shutil.which("runc") is None:
         raise SystemExit("runc is not installed: apt-get install runc")
@@ -74,20 +104,29 @@ def main() -> None:
         layer_dir = os.path.join(env["LABTUI_ROOT"], "lib", "layers")
         layer = os.path.join(layer_dir, os.listdir(layer_dir)[0])
         bundle = runc_bundle(layer, work)
-        warm, cold, runc = [], [], []
-        for i in range(args.n):
-            time.sleep(args.gap)
-            warm.append(timed(lab_cmd, env))
-            time.sleep(args.gap)
-            cold.append(timed(lab_cmd, cold_env))
-            time.sleep(args.gap)
-            runc.append(timed(["runc", "run", "--bundle", bundle, f"labtui-bench-{os.getpid()}-{i}"]))
-        mw, mc, mr = statistics.median(warm), statistics.median(cold), statistics.median(runc)
+        runs = {
+            "warm": lambda: timed(lab_cmd, env),
+            "cold": lambda: timed(lab_cmd, cold_env),
+            "runc": lambda: timed(["runc", "run", "--bundle", bundle, f"labtui-bench-{os.getpid()}-{next(ids)}"]),
+        }
+        ids = iter(range(1 << 30))
+        times: dict[str, list[float]] = {k: [] for k in runs}
+        order = list(runs)
+        rng = random.Random(1)
+        for _ in range(args.n):
+            rng.shuffle(order)
+            for which in order:
+                if not args.back_to_back:
+                    wait_quiet()
+                    time.sleep(args.gap)
+                times[which].append(runs[which]())
+        mw, mc, mr = (statistics.median(times[k]) for k in ("warm", "cold", "runc"))
         what = f"labtui run --rm --network {args.network} busybox true"
-        print(f"{what}, warm helper:  median {mw:.1f} ms (min {min(warm):.1f}, max {max(warm):.1f}, n={args.n})")
-        print(f"{what}, no helper:    median {mc:.1f} ms (min {min(cold):.1f}, max {max(cold):.1f})")
-        print(f"runc run (busybox rootfs, true):{' ' * (len(what) - 17)}median {mr:.1f} ms "
-              f"(min {min(runc):.1f}, max {max(runc):.1f})")
+        spacing = "back to back" if args.back_to_back else f"each after the CPUs went idle + {args.gap} s"
+        print(f"{args.n} rounds, shuffled, {spacing}")
+        print(f"{what}, warm helper:  {summary(times['warm'])}")
+        print(f"{what}, no helper:    {summary(times['cold'])}")
+        print(f"runc run (busybox rootfs, true):{' ' * (len(what) - 17)}{summary(times['runc'])}")
         print(f"ratio labtui/runc: {mw / mr:.2f}x with the helper, {mc / mr:.2f}x without")
     finally:
         subprocess.run(STOP_HELPER, env=env, capture_output=True, cwd=REPO)

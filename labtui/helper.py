@@ -39,7 +39,7 @@ HELPER_LAYOUT_TTL = 60.0  # seconds; refreshed after every command
 CHECK_EVERY = 2.0  # seconds between checks that helper.sock is still ours
 # New spares are forked this long after the last command ended: its caller and the supervisor's
 # cleanup have the CPUs first (a fork costs the helper ~0.5 ms of its own).
-SPARE_DELAY = 0.05
+SPARE_DELAY = float(os.environ.get("LABTUI_HELPER_SPARE_DELAY", "0.05"))
 COMM = b"labtui-helper"
 PRELOAD = [
     "engine.api", "engine.supervisor", "engine.init", "engine.rootfs", "engine.security", "engine.seccomp",

@@ -12,6 +12,7 @@ import os
 _libc = ctypes.CDLL("libc.so.6", use_errno=True)
 
 # <linux/sched.h>
+CLONE_PARENT = 0x00008000  # the new process is the caller's sibling: same parent (clone(2))
 CLONE_NEWNS = 0x00020000
 CLONE_NEWCGROUP = 0x02000000
 CLONE_NEWUTS = 0x04000000

@@ -31,6 +31,7 @@ import struct
 import sys
 import time
 
+from labtui import pages
 from labtui.launch import PROTOCOL, run_dir, socket_path
 from labtui.spare import RLIMITS, SUPERVISED_COMMANDS, set_comm, spawner, supervise
 
@@ -41,6 +42,7 @@ CHECK_EVERY = 2.0  # seconds between checks that helper.sock is still ours
 # cleanup have the CPUs first (a fork costs the helper ~0.5 ms of its own).
 SPARE_DELAY = float(os.environ.get("LABTUI_HELPER_SPARE_DELAY", "0.05"))
 COMM = b"labtui-helper"
+LEARN_WITHIN = 30.0  # seconds: processes that lived longer do not teach spares (labtui/pages.py)
 PRELOAD = [
     "engine.api", "engine.supervisor", "engine.init", "engine.rootfs", "engine.security", "engine.seccomp",
     "engine.capabilities", "engine.devices", "engine.userns", "engine.hooks", "engine.restart", "engine.health",
@@ -149,6 +151,8 @@ class Helper:
         self.stopping = False
         self.terminate = False
         self.lock_fd: int | None = None
+        self.maker: socket.socket | None = None  # to the process that forks the spares (start_maker)
+        self.maker_pid = 0
         # SIGTERM wakes select through this pipe (signal.set_wakeup_fd); the handler only flags.
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.sel.register(self.wake_r, selectors.EVENT_READ, "wake")
@@ -175,6 +179,9 @@ class Helper:
     def stop_listening(self) -> None:
         """No new work; finish the workers that run (their clients wait for their status)."""
         self.drop_spares()
+        if self.maker is not None:
+            self.maker.close()  # EOF: it leaves (reaped through its pidfd, or by init)
+            self.maker = None
         if self.listener is None:
             return
         try:
@@ -227,6 +234,8 @@ class Helper:
                     self.reap(key.fd)
                 elif key.data == "ready":
                     self.on_ready(key.fileobj)
+                elif key.data == "maker":
+                    self.reap_maker(key.fd)
                 else:  # a spare that died, or an adopted supervisor that finished
                     self.reap_other(key.fd, key.data)
 
@@ -249,22 +258,58 @@ class Helper:
             if kind not in self.spares:
                 self.spares[kind] = self.fork_spare(kind)
 
-    def fork_spare(self, kind: str) -> Spare:
-        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    def start_maker(self) -> None:
+        """Fork the process that forks the spares. A fork shares every page of the parent with
+        the child, and the parent's next write to each one copies it: were the helper the parent
+        of every spare, it would copy ~1,000 pages per command, some while taking the next one.
+        The maker, forked once, writes almost nothing, and makes each spare with
+        clone(CLONE_PARENT) (clone(2)): the helper is still its parent, reaps it and gets its
+        status, as if it had forked it."""
+        if os.environ.get("LABTUI_HELPER_SPARES", "1") == "0":
+            return
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
         pid = os.fork()
         if pid == 0:
             code = 1
             try:
                 mine.close()
                 self.close_inherited()
-                code = spare_main(kind, theirs)
+                code = maker_main(theirs)
             finally:
                 os._exit(code)
+        theirs.close()
+        self.maker, self.maker_pid = mine, pid
+        pidfd = os.pidfd_open(pid)
+        self.sel.register(pidfd, selectors.EVENT_READ, "maker")
+
+    def fork_spare(self, kind: str) -> Spare:
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        pid = self.ask_maker(kind, theirs)
+        if pid is None:  # no maker (it died): fork here
+            pid = os.fork()
+            if pid == 0:
+                code = 1
+                try:
+                    mine.close()
+                    self.close_inherited()
+                    code = spare_main(kind, theirs)
+                finally:
+                    os._exit(code)
         theirs.close()
         pidfd = os.pidfd_open(pid)
         self.sel.register(pidfd, selectors.EVENT_READ, "spare")
         self.sel.register(mine, selectors.EVENT_READ, "ready")
         return Spare(kind, pid, pidfd, mine)
+
+    def ask_maker(self, kind: str, ctrl: socket.socket) -> int | None:
+        if self.maker is None:
+            return None
+        try:
+            socket.send_fds(self.maker, [kind.encode()], [ctrl.fileno()])
+            answer = self.maker.recv(32)
+            return int(answer) if answer else None
+        except (OSError, ValueError):
+            return None
 
     def on_ready(self, ctrl: socket.socket) -> None:
         self.sel.unregister(ctrl)
@@ -300,6 +345,18 @@ class Helper:
                 pass
         self.spares = {}
 
+    def reap_maker(self, pidfd: int) -> None:
+        """The maker died (or was told to go): spares are forked here from now on."""
+        self.sel.unregister(pidfd)
+        os.close(pidfd)
+        if self.maker is not None:
+            self.maker.close()
+            self.maker = None
+        try:
+            os.waitpid(self.maker_pid, 0)
+        except ChildProcessError:
+            pass
+
     def reap_other(self, pidfd: int, what: str) -> None:
         self.sel.unregister(pidfd)
         os.close(pidfd)
@@ -326,6 +383,8 @@ class Helper:
                 os.close(fd)  # the lock above all: a long-lived supervisor would hold it forever
         if self.listener is not None:
             self.listener.close()
+        if self.maker is not None:
+            self.maker.close()
         for pidfd, (_, other) in self.workers.items():
             os.close(pidfd)
             other.close()
@@ -410,17 +469,23 @@ class Helper:
         if not self.workers:
             from engine import cgroups
 
-            cgroups.host_layout(refresh=True)
+            # Kept fresh for the workers (past LAYOUT_TTL they would parse mountinfo again), but
+            # not after every command: what it allocates, the helper copies on write (its pages
+            # are shared with the spares).
+            age = cgroups.layout_age()
+            if age is None or age > HELPER_LAYOUT_TTL / 2:
+                cgroups.host_layout(refresh=True)
 
 
 # ---- in a spare -------------------------------------------------------------------------------
 
 def spare_main(kind: str, ctrl: socket.socket) -> int:
-    """Copy the memory now, at the lowest priority, then wait for the work."""
+    """Copy now, at the lowest priority, the pages the work will write (labtui/pages.py), then
+    wait for it."""
     set_comm(b"labtui-spare")
     try:
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))  # only when nothing else runs
-        prefault()
+        pages.prefault(pages.load(hot_path(kind)))
         os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
         ctrl.send(b"ready")
     except OSError:
@@ -438,30 +503,88 @@ def spare_main(kind: str, ctrl: socket.socket) -> int:
         conn = socket.socket(fileno=fds[0])
         sup_ctrl = socket.socket(fileno=fds[4]) if len(fds) > 4 else None
         return serve_request(conn, fds[1:4], client, *parse_request(request), sup=(sup_pid, sup_ctrl))
-    return supervise(data, fds)
+    started = time.monotonic()
+    code = supervise(data, fds)
+    learn("supervisor", started)
+    return code
 
 
-def prefault() -> None:
-    """Break copy-on-write for every private writable mapping: MADV_POPULATE_WRITE (Linux 5.14)
-    faults each page in for writing, as a write to it would (madvise(2))."""
-    import ctypes
+HELPER_PID = 0  # set in main(), before the first fork
 
-    libc = ctypes.CDLL(None, use_errno=True)
-    with open("/proc/self/maps") as f:
-        maps = f.read().splitlines()
-    for line in maps:
-        parts = line.split()
-        perms = parts[1]
-        name = parts[5] if len(parts) > 5 else ""
-        if not perms.startswith("rw") or perms[3] != "p" or name in ("[vvar]", "[vdso]", "[vsyscall]"):
+
+def maker_main(sock: socket.socket) -> int:
+    """Fork a spare of the kind asked, with the helper as its parent (CLONE_PARENT), and answer
+    with its PID; leave when the helper closes its end."""
+    from engine import cgroups
+    from engine import syscalls as sc
+
+    set_comm(b"labtui-spare")
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the helper's handler
+    os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    while True:
+        try:
+            data, fds, _, _ = socket.recv_fds(sock, 64, 1)
+        except OSError:
+            return 0
+        if not data or not fds:
+            return 0
+        kind = data.decode()
+        ctrl = socket.socket(fileno=fds[0])
+        age = cgroups.layout_age()  # what the spares inherit: fresh, as the helper keeps its own
+        if age is None or age > HELPER_LAYOUT_TTL / 2:
+            cgroups.host_layout(refresh=True)
+        pid = sc.clone(sc.CLONE_PARENT)
+        if pid == 0:
+            code = 1
+            try:
+                sock.close()
+                os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+                code = spare_main(kind, ctrl)
+            finally:
+                os._exit(code)
+        ctrl.close()
+        try:
+            sock.send(b"%d" % pid)
+        except OSError:
+            return 0
+
+
+def hot_path(kind: str) -> str:
+    """Where the pages a `kind` process wrote are kept (labtui/pages.py): addresses in this
+    helper's address space, so one file per helper."""
+    return os.path.join(run_dir(), f"helper-hot.{HELPER_PID}.{kind}")
+
+
+def learn(kind: str, started: float) -> None:
+    """Add the pages this process wrote to what the next spare of its kind copies ahead. Only
+    after a short life (a supervisor that ran for hours has written nearly everything), and only
+    while our helper is still our parent (a helper that left has no more spares to teach)."""
+    if time.monotonic() - started > LEARN_WITHIN or os.getppid() != HELPER_PID:
+        return
+    try:
+        pages.remember(hot_path(kind))
+    except OSError:
+        pass
+
+
+def forget_pages(all_dead: bool = False) -> None:
+    """Remove our files (and, at start, those of helpers that died without removing theirs)."""
+    d = run_dir()
+    for name in os.listdir(d):
+        if not name.startswith("helper-hot."):
             continue
-        lo, hi = (int(x, 16) for x in parts[0].split("-"))
-        libc.madvise(ctypes.c_void_p(lo), ctypes.c_size_t(hi - lo), 23)  # MADV_POPULATE_WRITE
+        owner = name.split(".")[1]
+        if owner == str(HELPER_PID) or (all_dead and owner.isdigit() and not os.path.exists(f"/proc/{owner}")):
+            try:
+                os.unlink(os.path.join(d, name))
+            except FileNotFoundError:
+                pass
 
 
 def serve_request(conn: socket.socket, fds: list[int], client: int, cwd: str, umask: int,
                   argv: list[str], env: dict[str, str], sup: tuple[int, socket.socket | None] = (0, None)) -> int:
     """A worker: become the client's process, run the command, report its code."""
+    started = time.monotonic()
     os.setsid()
     become_client(fds, client, cwd, umask, env)
     set_comm(b"labtui-worker")
@@ -478,11 +601,13 @@ def serve_request(conn: socket.socket, fds: list[int], client: int, cwd: str, um
     code = run_cli(argv)
     # Tell the client now: tearing down this process's memory takes a while. (The helper's
     # own report, from waitpid, still covers a worker that dies before getting here.)
+    signal.signal(signal.SIGIO, signal.SIG_IGN)  # the command is done: its caller may go now
     try:
         conn.send(b"X%d" % ((code & 0xFF) << 8))
         os.setpriority(os.PRIO_PROCESS, 0, 19)  # freeing our memory must not delay the caller's exit
     except OSError:
         pass
+    learn("worker", started)
     return code
 
 
@@ -620,6 +745,9 @@ def main() -> None:
     idle = float(os.environ.get("LABTUI_HELPER_IDLE", IDLE_DEFAULT))
     h = Helper(idle)
     h.lock_fd = lock
+    global HELPER_PID
+    HELPER_PID = os.getpid()
+    forget_pages(all_dead=True)
     # The command that started us (and the supervisor it forked) have the CPUs first: we import
     # at SCHED_IDLE, then serve at the usual priority.
     _set_policy(os.SCHED_IDLE)
@@ -629,12 +757,14 @@ def main() -> None:
     gc.collect()
     gc.freeze()  # forked workers then never touch these objects' pages to collect them
     h.listen()
+    h.start_maker()
     os.ftruncate(lock, 0)
     os.pwrite(lock, b"%d\n" % os.getpid(), 0)
     try:
         h.serve()
     finally:
         h.stop_listening()
+        forget_pages()
         os.ftruncate(lock, 0)
 
 

@@ -143,7 +143,11 @@ def start_helper() -> None:
 
     try:
         devnull = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
-        os.posix_spawn(sys.executable, [sys.executable, "-I", "-m", "labtui.helper"], os.environ,
+        # This launcher's own tree, whatever site-packages would find first (-I ignores
+        # PYTHONPATH): the helper must run the code the command would have run.
+        repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        code = f"import sys; sys.path.insert(0, {repo!r}); from labtui.helper import main; main()"
+        os.posix_spawn(sys.executable, [sys.executable, "-I", "-c", code], os.environ,
                        setsid=True,
                        file_actions=[(os.POSIX_SPAWN_DUP2, devnull, 0), (os.POSIX_SPAWN_DUP2, devnull, 1),
                                      (os.POSIX_SPAWN_DUP2, devnull, 2)])

@@ -101,6 +101,11 @@ def host_layout(refresh: bool = False) -> Layout:
     return _host_layout[1]
 
 
+def layout_age() -> float | None:
+    """Seconds since host_layout() last detected the layout (None: never)."""
+    return None if _host_layout is None else time.monotonic() - _host_layout[0]
+
+
 def _writable(layout: Layout, kind: str) -> bool:
     mount = layout.v2_mount if kind == "v2" else layout.v1.get("memory") or next(iter(layout.v1.values()), None)
     return mount is None or not os.path.isdir(mount) or os.access(mount, os.W_OK)

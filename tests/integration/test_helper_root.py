@@ -185,6 +185,40 @@ def test_idle_helper_leaves_and_non_root_never_uses_one():
     assert p.returncode == 125 and "must run as root" in p.stderr
 
 
+def smaps(pid: int) -> dict[str, int]:
+    out = {}
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
+        key, value = line.split(":", 1)
+        out[key] = int(value.split()[0])
+    return out
+
+
+def test_spares_copy_ahead_only_the_pages_commands_write(helper):
+    """The spares are the helper's children (made by its maker with CLONE_PARENT) and, once
+    commands have taught them (labtui/pages.py), each copies only the pages a command writes:
+    a few MB of the helper's ~20 MB of private memory, where copying all of it was the rule."""
+    for _ in range(3):
+        assert launch("run", "--rm", "busybox", "true").returncode == 0
+        time.sleep(0.3)
+    helper = helper_pid()  # the one serving now (an earlier test may have replaced the fixture's)
+    run = Path(os.environ["LABTUI_ROOT"]) / "run"
+    for kind in ("worker", "supervisor"):
+        learned = (run / f"helper-hot.{helper}.{kind}").stat().st_size // 8
+        assert 100 < learned < 4000, (kind, learned)
+
+    def spares() -> list[int]:
+        return [pid for pid, c in our_processes() if c == "labtui-spare"]
+
+    # The maker and two spares, all the helper's children; the spares done copying (back from
+    # SCHED_IDLE to SCHED_OTHER).
+    wait_for(lambda: len(spares()) == 3 and sum(os.sched_getscheduler(p) == os.SCHED_OTHER for p in spares()) >= 2,
+             what="the spares to be ready")
+    anon = smaps(helper)["Anonymous"]
+    for pid in spares():
+        assert Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1] == str(helper)
+        assert smaps(pid)["Private_Dirty"] < anon / 2, (pid, smaps(pid), anon)
+
+
 def test_no_worker_or_helper_left_behind(helper):
     assert [c for _, c in our_processes() if c == "labtui-worker"] == []
 

@@ -135,14 +135,6 @@ def prefork() -> None:
 
 
 def _prepare_child() -> None:
-    import importlib
-    import signal
-
-    set_comm(b"labtui-spare")
-    if sys.flags.no_site:  # forked by labtui/launch.py before it found site-packages
-        import site
-
-        site.main()
     # Until it supervises, it must not be mistaken for the command: not its stdio (a caller
     # reading our output to EOF would wait for it), not its signals (^C is the command's). As a
     # supervisor it writes its errors to the container's log (engine.supervisor.run).
@@ -150,7 +142,15 @@ def _prepare_child() -> None:
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
     os.close(devnull)
+    import importlib
+    import signal
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    set_comm(b"labtui-spare")
+    if sys.flags.no_site:  # forked by labtui/launch.py before it found site-packages
+        import site
+
+        site.main()
     for name in SUPERVISOR_MODULES:
         try:
             importlib.import_module(name)

@@ -156,6 +156,20 @@ def start_helper() -> None:
         pass  # no helper: every command just takes the ordinary way
 
 
+def _wants_network(argv: list) -> bool:
+    """Whether `run` asks for a network of its own (--network NAME or --network=NAME, NAME not
+    none or host). A guess from the words only: a wrong one costs an import, nothing else."""
+    for i, a in enumerate(argv):
+        if a in ("--network", "--net") and i + 1 < len(argv):
+            value = argv[i + 1]
+        elif a.startswith(("--network=", "--net=")):
+            value = a.split("=", 1)[1]
+        else:
+            continue
+        return value not in ("none", "host") and not value.startswith("container:")
+    return False
+
+
 def run_here() -> None:
     """The ordinary way: import the CLI in this process (site-packages first, if -S left them out)."""
     argv = sys.argv[1:]
@@ -165,7 +179,7 @@ def run_here() -> None:
 
         # Before site: the smaller this process is when it forks, the fewer pages the two of
         # them then copy on write.
-        spare.prefork()  # the container's supervisor-to-be imports its half on the other CPU
+        spare.prefork(_wants_network(argv))  # the supervisor-to-be imports its half on the other CPU
     if sys.flags.no_site:
         import site
 

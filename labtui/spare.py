@@ -107,11 +107,12 @@ def set_comm(name: bytes) -> None:
     libc.prctl(15, ctypes.c_char_p(name[:15]), 0, 0, 0)  # PR_SET_NAME, prctl(2)
 
 
-def prefork() -> None:
+def prefork(network: bool = False) -> None:
     """In a command started without the helper: fork now, import the supervisor's modules in the
     child while this process goes on, and let engine.api hand the container to it. The child
     leaves when this process's end of the socket closes unused (exit, or a command that starts
-    no container)."""
+    no container). network: the command asks for a network of its own (a bridge): the child
+    imports pyroute2's IPRoute too (~60 ms), which the supervisor needs for the veth."""
     mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
     try:
         pid = os.fork()
@@ -123,7 +124,7 @@ def prefork() -> None:
         code = 0
         try:
             mine.close()
-            _prepare_child()
+            _prepare_child(network)
             code = wait_for_work(theirs)
         finally:
             os._exit(code)
@@ -134,7 +135,7 @@ def prefork() -> None:
     api.FORK_CLOSE_FDS.append(mine.fileno())  # a supervisor forked after all must not hold it
 
 
-def _prepare_child() -> None:
+def _prepare_child(network: bool = False) -> None:
     # Until it supervises, it must not be mistaken for the command: not its stdio (a caller
     # reading our output to EOF would wait for it), not its signals (^C is the command's). As a
     # supervisor it writes its errors to the container's log (engine.supervisor.run).
@@ -156,6 +157,13 @@ def _prepare_child() -> None:
             importlib.import_module(name)
         except ImportError:
             pass
+    if network:
+        try:
+            from engine.network import netlink
+
+            netlink._iproute_class()
+        except Exception:
+            pass  # the supervisor meets it again, and reports it
     from engine import cgroups, security, state
 
     cgroups.host_layout()

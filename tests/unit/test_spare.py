@@ -47,3 +47,14 @@ def test_a_spare_that_died_means_an_ordinary_fork_and_no_stale_fd_to_close():
         api.FORK_CLOSE_FDS.clear()
         os.close(r)
         os.close(w)
+
+
+def test_the_cold_launcher_guesses_a_network_from_the_words_only():
+    from labtui.launch import _wants_network
+
+    assert _wants_network(["run", "--network", "bridge", "busybox"])
+    assert _wants_network(["run", "--net=mynet", "busybox"])
+    assert not _wants_network(["run", "--network", "none", "busybox"])
+    assert not _wants_network(["run", "--network=host", "busybox"])
+    assert not _wants_network(["run", "--network", "container:web", "busybox"])
+    assert not _wants_network(["run", "busybox", "echo", "--network"])

@@ -6,6 +6,10 @@ warm helper (the usual case: any earlier labtui command started it) and once the
 run in one process, N rounds, in a shuffled order each round (so none always follows the same
 neighbour), and print the medians, the quartiles and the ratios to runc.
 
+runc is run with the spec `runc spec` writes (no seccomp filter), and once more with labtui's
+default filter added (docker's profile, as docker hands it to runc): labtui loads that filter in
+every container, so the second is the like-for-like figure.
+
 Two ways to space the runs, each fair to all three:
   default          before each run, wait until the CPUs are idle (whatever the previous command
                    left running in the background has finished: labtui's cleanup and spares,
@@ -66,8 +70,28 @@ def summary(xs: list[float]) -> str:
     return f"median {statistics.median(xs):.1f} ms (quartiles {q[0]:.1f}-{q[2]:.1f}, n={len(xs)})"
 
 
-def runc_bundle(layer: str, workdir: str) -> str:
-    bundle = os.path.join(workdir, "bundle")
+def oci_seccomp() -> dict:
+    """labtui's default filter (docker's profile resolved for docker's default capabilities) as
+    an OCI runtime spec linux.seccomp: what runc loads when docker runs a container."""
+    sys.path.insert(0, REPO)
+    from engine import security
+
+    plan = security.seccomp_plan({"id": "bench", "security": {}})
+    out: dict = {"defaultAction": plan.default_action, "architectures": plan.arches, "syscalls": []}
+    if plan.default_errno is not None:
+        out["defaultErrnoRet"] = plan.default_errno
+    for r in plan.rules:
+        rule: dict = {"names": [r.name], "action": r.action,
+                      "args": [{"index": a["index"], "value": a["value"], "valueTwo": a.get("valueTwo", 0),
+                                "op": a["op"]} for a in r.args]}
+        if r.errno is not None:
+            rule["errnoRet"] = r.errno
+        out["syscalls"].append(rule)
+    return out
+
+
+def runc_bundle(layer: str, workdir: str, name: str, seccomp: dict | None = None) -> str:
+    bundle = os.path.join(workdir, name)
     os.makedirs(bundle)
     shutil.copytree(layer, os.path.join(bundle, "rootfs"), symlinks=True)
     subprocess.run(["runc", "spec"], cwd=bundle, check=True)
@@ -75,6 +99,8 @@ def runc_bundle(layer: str, workdir: str) -> str:
         spec = json.load(f)
     spec["process"]["terminal"] = False
     spec["process"]["args"] = ["true"]
+    if seccomp is not None:
+        spec["linux"]["seccomp"] = seccomp
     with open(os.path.join(bundle, "config.json"), "w") as f:
         json.dump(spec, f)
     return bundle
@@ -103,11 +129,14 @@ def main() -> None:
         time.sleep(1.5)  # ... which imports everything in the background
         layer_dir = os.path.join(env["LABTUI_ROOT"], "lib", "layers")
         layer = os.path.join(layer_dir, os.listdir(layer_dir)[0])
-        bundle = runc_bundle(layer, work)
+        bundle = runc_bundle(layer, work, "bundle")
+        bundle_sc = runc_bundle(layer, work, "bundle-seccomp", oci_seccomp())
         runs = {
             "warm": lambda: timed(lab_cmd, env),
             "cold": lambda: timed(lab_cmd, cold_env),
             "runc": lambda: timed(["runc", "run", "--bundle", bundle, f"labtui-bench-{os.getpid()}-{next(ids)}"]),
+            "runc+seccomp": lambda: timed(["runc", "run", "--bundle", bundle_sc,
+                                           f"labtui-bench-{os.getpid()}-{next(ids)}"]),
         }
         ids = iter(range(1 << 30))
         times: dict[str, list[float]] = {k: [] for k in runs}
@@ -127,7 +156,10 @@ def main() -> None:
         print(f"{what}, warm helper:  {summary(times['warm'])}")
         print(f"{what}, no helper:    {summary(times['cold'])}")
         print(f"runc run (busybox rootfs, true):{' ' * (len(what) - 17)}{summary(times['runc'])}")
+        print(f"  the same with labtui's seccomp filter:{' ' * (len(what) - 25)}{summary(times['runc+seccomp'])}")
         print(f"ratio labtui/runc: {mw / mr:.2f}x with the helper, {mc / mr:.2f}x without")
+        ms = statistics.median(times["runc+seccomp"])
+        print(f"  (against runc with the same seccomp filter as labtui: {mw / ms:.2f}x and {mc / ms:.2f}x)")
     finally:
         subprocess.run(STOP_HELPER, env=env, capture_output=True, cwd=REPO)
         if args.network != "none":

@@ -33,7 +33,7 @@ import time
 
 from labtui import pages
 from labtui.launch import PROTOCOL, run_dir, socket_path
-from labtui.spare import RLIMITS, SUPERVISED_COMMANDS, set_comm, spawner, supervise
+from labtui.spare import RLIMITS, SUPERVISED_COMMANDS, receive, set_comm, spawner, supervise
 
 IDLE_DEFAULT = 900.0
 HELPER_LAYOUT_TTL = 60.0  # seconds; refreshed after every command
@@ -268,15 +268,7 @@ class Helper:
         if os.environ.get("LABTUI_HELPER_SPARES", "1") == "0":
             return
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
-        pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                mine.close()
-                self.close_inherited()
-                code = maker_main(theirs)
-            finally:
-                os._exit(code)
+        pid = self.fork_child(mine, maker_main, theirs)
         theirs.close()
         self.maker, self.maker_pid = mine, pid
         pidfd = os.pidfd_open(pid)
@@ -286,20 +278,27 @@ class Helper:
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         pid = self.ask_maker(kind, theirs)
         if pid is None:  # no maker (it died): fork here
-            pid = os.fork()
-            if pid == 0:
-                code = 1
-                try:
-                    mine.close()
-                    self.close_inherited()
-                    code = spare_main(kind, theirs)
-                finally:
-                    os._exit(code)
+            pid = self.fork_child(mine, spare_main, kind, theirs)
         theirs.close()
         pidfd = os.pidfd_open(pid)
         self.sel.register(pidfd, selectors.EVENT_READ, "spare")
         self.sel.register(mine, selectors.EVENT_READ, "ready")
         return Spare(kind, pid, pidfd, mine)
+
+    def fork_child(self, drop: socket.socket | None, main, *args) -> int:
+        """Fork a child that closes the helper's descriptors (and `drop`, our end of its socket)
+        and leaves with main(*args) as its exit code."""
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                if drop is not None:
+                    drop.close()
+                self.close_inherited()
+                code = main(*args)
+            finally:
+                os._exit(code)
+        return pid
 
     def ask_maker(self, kind: str, ctrl: socket.socket) -> int | None:
         if self.maker is None:
@@ -422,14 +421,7 @@ class Helper:
             self.sel.modify(pidfd, selectors.EVENT_READ, "worker")
             self.dispatch(sp, conn, fds, pid, req, data)
         else:
-            child = os.fork()
-            if child == 0:
-                code = 1
-                try:
-                    self.close_inherited()
-                    code = serve_request(conn, fds, pid, *req)
-                finally:
-                    os._exit(code)
+            child = self.fork_child(None, serve_request, conn, fds, pid, *req)
             pidfd = os.pidfd_open(child)
             self.sel.register(pidfd, selectors.EVENT_READ, "worker")
         for fd in fds:
@@ -490,13 +482,10 @@ def spare_main(kind: str, ctrl: socket.socket) -> int:
         ctrl.send(b"ready")
     except OSError:
         return 0
-    try:
-        data, fds, _, _ = socket.recv_fds(ctrl, 1 << 20, 8)
-    except OSError:
-        return 0
-    ctrl.close()
-    if not data:
+    got = receive(ctrl)
+    if got is None:
         return 0  # the helper let us go
+    data, fds = got
     if kind == "worker":
         header, _, request = data.partition(b"\n")
         client, sup_pid = (int(x) for x in header.split())

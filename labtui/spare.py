@@ -64,16 +64,21 @@ def _umask() -> int:
     return mask
 
 
-def wait_for_work(ctrl: socket.socket) -> int:
-    """Block until the container arrives (then supervise it) or the other end closes (leave)."""
+def receive(ctrl: socket.socket) -> tuple[bytes, list[int]] | None:
+    """The one message a waiting process is sent (with its fds), or None when the other end
+    closed instead: it is let go."""
     try:
         data, fds, _, _ = socket.recv_fds(ctrl, 1 << 20, 8)
     except OSError:
-        return 0
+        return None
     ctrl.close()
-    if not data:
-        return 0
-    return supervise(data, fds)
+    return (data, fds) if data else None
+
+
+def wait_for_work(ctrl: socket.socket) -> int:
+    """Block until the container arrives (then supervise it) or the other end closes (leave)."""
+    got = receive(ctrl)
+    return supervise(*got) if got is not None else 0
 
 
 def supervise(data: bytes, fds: list[int]) -> int:

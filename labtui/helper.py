@@ -36,10 +36,10 @@ from labtui.launch import PROTOCOL, run_dir, socket_path
 from labtui.spare import RLIMITS, SUPERVISED_COMMANDS, receive, set_comm, spawner, supervise
 
 IDLE_DEFAULT = 900.0
-HELPER_LAYOUT_TTL = 60.0  # seconds; refreshed after every command
+HELPER_LAYOUT_TTL = 60.0  # seconds; refreshed after a command once half of it has passed
 CHECK_EVERY = 2.0  # seconds between checks that helper.sock is still ours
-# New spares are forked this long after the last command ended: its caller and the supervisor's
-# cleanup have the CPUs first (a fork costs the helper ~0.5 ms of its own).
+# New spares are made this long after the last command ended: its caller and the supervisor's
+# cleanup have the CPUs first. (LABTUI_HELPER_SPARE_DELAY: for measuring other values.)
 SPARE_DELAY = float(os.environ.get("LABTUI_HELPER_SPARE_DELAY", "0.05"))
 COMM = b"labtui-helper"
 LEARN_WITHIN = 30.0  # seconds: processes that lived longer do not teach spares (labtui/pages.py)
@@ -128,7 +128,7 @@ def parse_request(data: bytes) -> tuple[str, int, list[str], dict[str, str]]:
 
 class Spare:
     """A process forked ahead of time that waits on ctrl for work (a command, or a container to
-    supervise). It copied the helper's memory into its own first (prefault), while nothing else
+    supervise). It copied the pages its work will write into its own first (prefault), while nothing else
     ran: what a fork costs after the fact - a page copied at each first write, ~3 us each and
     thousands per command - is paid before the command arrives."""
 
@@ -509,7 +509,8 @@ def maker_main(sock: socket.socket) -> int:
 
     set_comm(b"labtui-spare")
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the helper's handler
-    os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    # At the usual priority: the helper waits for each answer, and at SCHED_IDLE a busy machine
+    # could starve the maker, and so the helper. Only the spares' copying is SCHED_IDLE.
     while True:
         try:
             data, fds, _, _ = socket.recv_fds(sock, 64, 1)
@@ -527,7 +528,6 @@ def maker_main(sock: socket.socket) -> int:
             code = 1
             try:
                 sock.close()
-                os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
                 code = spare_main(kind, ctrl)
             finally:
                 os._exit(code)
@@ -686,9 +686,9 @@ def run_cli(argv: list[str]) -> int:
     return code
 
 
-def _set_policy(policy: int) -> None:
+def _set_nice(value: int) -> None:
     try:
-        os.sched_setscheduler(0, policy, os.sched_param(0))
+        os.setpriority(os.PRIO_PROCESS, 0, value)
     except OSError:
         pass
 
@@ -738,10 +738,11 @@ def main() -> None:
     HELPER_PID = os.getpid()
     forget_pages(all_dead=True)
     # The command that started us (and the supervisor it forked) have the CPUs first: we import
-    # at SCHED_IDLE, then serve at the usual priority.
-    _set_policy(os.SCHED_IDLE)
+    # at nice 19 (not SCHED_IDLE, which a busy machine could starve for good), then serve at the
+    # usual priority.
+    _set_nice(19)
     preload()
-    _set_policy(os.SCHED_OTHER)
+    _set_nice(0)
     h.stamp = source_stamp()
     gc.collect()
     gc.freeze()  # forked workers then never touch these objects' pages to collect them

@@ -195,27 +195,31 @@ def smaps(pid: int) -> dict[str, int]:
 
 def test_spares_copy_ahead_only_the_pages_commands_write(helper):
     """The spares are the helper's children (made by its maker with CLONE_PARENT) and, once
-    commands have taught them (labtui/pages.py), each copies only the pages a command writes:
-    a few MB of the helper's ~20 MB of private memory, where copying all of it was the rule."""
+    commands have taught them (labtui/pages.py), each copies the pages a command writes and no
+    others: a few MB of the helper's ~20 MB of private memory, where copying all of it was the
+    rule."""
     for _ in range(3):
         assert launch("run", "--rm", "busybox", "true").returncode == 0
         time.sleep(0.3)
     helper = helper_pid()  # the one serving now (an earlier test may have replaced the fixture's)
     run = Path(os.environ["LABTUI_ROOT"]) / "run"
-    for kind in ("worker", "supervisor"):
-        learned = (run / f"helper-hot.{helper}.{kind}").stat().st_size // 8
-        assert 100 < learned < 4000, (kind, learned)
+    learned = {kind: (run / f"helper-hot.{helper}.{kind}").stat().st_size // 8 for kind in ("worker", "supervisor")}
+    assert all(100 < n < 4000 for n in learned.values()), learned
 
-    def spares() -> list[int]:
-        return [pid for pid, c in our_processes() if c == "labtui-spare"]
+    def children() -> list[int]:
+        """The helper's labtui-spare children, oldest first: the maker, then the two spares."""
+        pids = [pid for pid, c in our_processes() if c == "labtui-spare"
+                and Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1] == str(helper)]
+        return sorted(pids, key=lambda pid: int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]))
 
-    # The maker and two spares, all the helper's children; the spares done copying (back from
-    # SCHED_IDLE to SCHED_OTHER).
-    wait_for(lambda: len(spares()) == 3 and sum(os.sched_getscheduler(p) == os.SCHED_OTHER for p in spares()) >= 2,
-             what="the spares to be ready")
+    # Each spare has copied at least half of the smaller learned set (so it did copy), and is
+    # back from SCHED_IDLE.
+    floor = min(learned.values()) * os.sysconf("SC_PAGE_SIZE") // 1024 // 2
+    wait_for(lambda: len(children()) == 3 and all(
+        smaps(pid)["Private_Dirty"] >= floor and os.sched_getscheduler(pid) == os.SCHED_OTHER
+        for pid in children()[1:]), what="the spares to have copied their pages")
     anon = smaps(helper)["Anonymous"]
-    for pid in spares():
-        assert Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1] == str(helper)
+    for pid in children()[1:]:
         assert smaps(pid)["Private_Dirty"] < anon / 2, (pid, smaps(pid), anon)
 
 

@@ -33,7 +33,7 @@ import time
 
 from labtui import pages
 from labtui.launch import PROTOCOL, run_dir, socket_path
-from labtui.spare import RLIMITS, SUPERVISED_COMMANDS, receive, set_comm, spawner, supervise
+from labtui.spare import RLIMITS, SUPERVISED_COMMANDS, SUPERVISOR_MODULES, receive, set_comm, spawner, supervise
 
 IDLE_DEFAULT = 900.0
 HELPER_LAYOUT_TTL = 60.0  # seconds; refreshed after a command once half of it has passed
@@ -43,14 +43,12 @@ CHECK_EVERY = 2.0  # seconds between checks that helper.sock is still ours
 SPARE_DELAY = float(os.environ.get("LABTUI_HELPER_SPARE_DELAY", "0.05"))
 COMM = b"labtui-helper"
 LEARN_WITHIN = 30.0  # seconds: processes that lived longer do not teach spares (labtui/pages.py)
+# Everything a supervisor imports (labtui/spare.py; libseccomp's binding among them: the denial
+# watcher names syscalls with it), and what the commands import.
 PRELOAD = [
-    "engine.api", "engine.supervisor", "engine.init", "engine.rootfs", "engine.security", "engine.seccomp",
-    "engine.capabilities", "engine.devices", "engine.userns", "engine.hooks", "engine.restart", "engine.health",
-    "engine.exec", "engine.strace", "engine.cgroups", "engine.cgroups.v1", "engine.cgroups.v2",
-    "engine.cgroups.limits", "engine.cgroups.stats", "engine.cgroups.alerts", "engine.network",
-    "engine.network.netlink", "engine.images", "engine.events", "engine.digest", "engine.procfs",
-    "labtui.cli", "labtui.attach_client",
-    "seccomp",  # libseccomp's binding: the denial watcher names syscalls with it
+    *SUPERVISOR_MODULES, "engine.api", "engine.health", "engine.exec", "engine.strace", "engine.cgroups.alerts",
+    "engine.network", "engine.network.netlink", "engine.images", "engine.events", "engine.digest",
+    "engine.procfs", "labtui.cli", "labtui.attach_client",
 ]
 
 

@@ -81,9 +81,7 @@ class Recorder:
 
     def record(self, rec: dict) -> None:
         """Record a step whose operation was timed elsewhere (e.g. exec seen through CLOEXEC)."""
-        rec.setdefault("container", self.container)
-        rec.setdefault("ts", time.time())
-        self.sink(rec)
+        self.record_many([rec])
 
     def record_many(self, recs: list[dict]) -> None:
         """Steps timed elsewhere that arrived together (the child's, read from its pipe in one

@@ -33,7 +33,16 @@ import time
 
 from labtui import pages
 from labtui.launch import PROTOCOL, run_dir, socket_path
-from labtui.spare import RLIMITS, SUPERVISED_COMMANDS, SUPERVISOR_MODULES, receive, set_comm, spawner, supervise
+from labtui.spare import (
+    RLIMITS,
+    SUPERVISED_COMMANDS,
+    SUPERVISOR_MODULES,
+    receive,
+    set_comm,
+    spawner,
+    supervise,
+    warm,
+)
 
 IDLE_DEFAULT = 900.0
 HELPER_LAYOUT_TTL = 60.0  # seconds; refreshed after a command once half of it has passed
@@ -53,37 +62,19 @@ PRELOAD = [
 
 
 def preload() -> None:
-    import importlib
+    """Everything imported and read once here, inherited by every worker and supervisor for free."""
+    from engine import cgroups
 
-    for name in PRELOAD:
-        try:
-            importlib.import_module(name)
-        except ImportError:
-            pass
-    from engine.network import netlink
-
-    netlink._iproute_class()  # pyroute2's IPRoute: the slow import a bridge network needs
+    # The cgroup mounts: detected again after LAYOUT_TTL; a helper keeps its copy (and its
+    # maker's) fresh after commands (reap, maker_main), so its workers never parse mountinfo.
+    cgroups.LAYOUT_TTL = HELPER_LAYOUT_TTL
+    err = warm(PRELOAD, network=True)
+    if err is not None:  # the worker will say so, in its command
+        print(f"labtui helper: seccomp warm-up failed: {err!r}", file=sys.stderr)
     from labtui import cli
 
     cli.warm_parsers()
     cli.warm_regexes()
-    warm_caches()
-
-
-def warm_caches() -> None:
-    """What every container start reads and that does not change under a running helper: read
-    once here, inherited by every worker (and its supervisor) for free."""
-    from engine import cgroups, security, state
-
-    # The cgroup mounts: detected again after LAYOUT_TTL in a worker; a helper keeps its copy fresh
-    # after each command (reap), so its workers never pay the mountinfo parse.
-    cgroups.LAYOUT_TTL = HELPER_LAYOUT_TTL
-    cgroups.host_layout()
-    state.boot_id()
-    try:
-        security.warm_up()
-    except Exception as e:  # a broken cache or libseccomp: the worker will say so, in its command
-        print(f"labtui helper: seccomp warm-up failed: {e!r}", file=sys.stderr)
 
 
 def source_stamp() -> dict[str, float]:

@@ -148,7 +148,6 @@ def _prepare_child(network: bool = False) -> None:
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
     os.close(devnull)
-    import importlib
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -157,7 +156,17 @@ def _prepare_child(network: bool = False) -> None:
         import site
 
         site.main()
-    for name in SUPERVISOR_MODULES:
+    warm(SUPERVISOR_MODULES, network)
+
+
+def warm(modules: list[str], network: bool = False) -> Exception | None:
+    """Import `modules` (and pyroute2's IPRoute, which a bridge network needs, if asked), then read
+    what every container start reads and that does not change under a running process: the
+    cgroup layout, the boot id, the compiled default seccomp program. A failure here is met again
+    by the command, which reports it; the seccomp warm-up's is returned for a log."""
+    import importlib
+
+    for name in modules:
         try:
             importlib.import_module(name)
         except ImportError:
@@ -168,13 +177,13 @@ def _prepare_child(network: bool = False) -> None:
 
             netlink._iproute_class()
         except Exception:
-            pass  # the supervisor meets it again, and reports it
+            pass
     from engine import cgroups, security, state
 
     cgroups.host_layout()
     state.boot_id()
     try:
         security.warm_up()
-    except Exception:
-        pass  # the supervisor meets the same error in its own time, and reports it
-
+    except Exception as e:  # a broken cache or libseccomp
+        return e
+    return None

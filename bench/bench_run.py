@@ -1,9 +1,11 @@
 """`labtui run --rm busybox true` beside `runc run` on the same busybox root filesystem.
 
-labtui is run as the installed command runs (labtui/launch.py on `python3 -SI`), once through its
-warm helper (the usual case: any earlier labtui command started it) and once the ordinary way
-(LABTUI_HELPER=0: a fresh interpreter imports everything, as the first command does). All three
-run in one process, N rounds, in a shuffled order each round (so none always follows the same
+labtui is run as the installed command runs (labtui/launcher.c, built from this tree by
+scripts/build-launcher), once through its warm helper (the usual case: any earlier labtui command
+started it) and once the ordinary way (LABTUI_HELPER=0: the launcher execs labtui/launch.py and a
+fresh interpreter imports everything, as the first command does); and once more warm through the
+Python launcher (labtui/launch.py on `python3 -SI`, what install writes without a C compiler).
+All run in one process, N rounds, in a shuffled order each round (so none always follows the same
 neighbour), and print the medians, the quartiles and the ratios to runc.
 
 runc is run with the spec `runc spec` writes (no seccomp filter), and once more with labtui's
@@ -123,7 +125,13 @@ def main() -> None:
     try:
         subprocess.run([sys.executable, "-m", "compileall", "-q", "engine", "labtui"], stdout=subprocess.DEVNULL,
                        cwd=REPO)
-        lab_cmd = LABTUI + ["run", "--rm", "--network", args.network, "busybox", "true"]
+        # The command as scripts/install writes it: labtui/launcher.c, built here from this tree
+        # (the Python launcher when there is no C compiler), and the Python launcher beside it.
+        built = os.path.join(work, "labtui")
+        has_c = subprocess.run([os.path.join(REPO, "scripts", "build-launcher"), built]).returncode == 0
+        words = ["run", "--rm", "--network", args.network, "busybox", "true"]
+        lab_cmd = ([built] if has_c else LABTUI) + words
+        py_cmd = LABTUI + words
         cold_env = dict(env, LABTUI_HELPER="0")
         timed(lab_cmd, cold_env)  # builds the busybox image once
         timed(lab_cmd, env)  # starts the helper
@@ -134,11 +142,14 @@ def main() -> None:
         bundle_sc = runc_bundle(layer, work, "bundle-seccomp", oci_seccomp())
         runs = {
             "warm": lambda: timed(lab_cmd, env),
+            "warm-py": lambda: timed(py_cmd, env),
             "cold": lambda: timed(lab_cmd, cold_env),
             "runc": lambda: timed(["runc", "run", "--bundle", bundle, f"labtui-bench-{os.getpid()}-{next(ids)}"]),
             "runc+seccomp": lambda: timed(["runc", "run", "--bundle", bundle_sc,
                                            f"labtui-bench-{os.getpid()}-{next(ids)}"]),
         }
+        if not has_c:
+            del runs["warm-py"]  # the same thing as "warm"
         ids = iter(range(1 << 30))
         times: dict[str, list[float]] = {k: [] for k in runs}
         order = list(runs)
@@ -163,6 +174,8 @@ def main() -> None:
                    else f"shuffled, each after the CPUs went idle + {args.gap} s")
         print(f"{args.n} rounds, {spacing}")
         print(f"{what}, warm helper:  {summary(times['warm'])}")
+        if has_c:
+            print(f"  the same with the Python launcher:{' ' * (len(what) - 19)}{summary(times['warm-py'])}")
         print(f"{what}, no helper:    {summary(times['cold'])}")
         print(f"runc run (busybox rootfs, true):{' ' * (len(what) - 17)}{summary(times['runc'])}")
         print(f"  the same with labtui's seccomp filter:{' ' * (len(what) - 25)}{summary(times['runc+seccomp'])}")

@@ -78,6 +78,7 @@ def stdio_fds() -> list:
 
 def via_helper(argv: list):
     """The command's exit code from a helper's worker, or None when no helper took it."""
+    fds = stdio_fds()  # before the socket: a closed 0 must not become the socket
     s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
     try:
         s.connect(socket_path())
@@ -102,18 +103,26 @@ def via_helper(argv: list):
         except OSError:
             pass
 
+    saved = {}
     try:
-        fds = stdio_fds()
         fd_bytes = b"".join(fd.to_bytes(4, sys.byteorder) for fd in fds)
         s.sendmsg([request(argv)], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fd_bytes)])
         for sig in FORWARDED:
-            _signal.signal(sig, forward)
+            saved[sig] = _signal.signal(sig, forward)
         msg = s.recv(64)
     except OSError:
-        s.close()
-        return None
+        msg = b""
     if msg[:1] != b"P":  # "S": the helper's code is stale; "R": refused; nothing: it went away
         s.close()
+        # The command runs here after all: its signals are its own again, and one that came
+        # meanwhile (^C during the hand-over) acts now.
+        for sig, handler in saved.items():
+            _signal.signal(sig, handler)
+        try:
+            for sig in pending:
+                _signal.raise_signal(sig)
+        except KeyboardInterrupt:  # ^C before the command began: it ends as ^C ends a command
+            posix._exit(130)
         return None
     worker = int(msg[1:])
     for signum in pending:

@@ -87,6 +87,13 @@ def test_stdin_environment_and_working_directory_reach_the_command(helper, tmp_p
     assert p.returncode == 125 and "not a tar archive" in p.stderr, p.stderr
 
 
+def test_closed_stdin_is_not_mistaken_for_the_socket(helper):
+    """With fd 0 closed, the command's stdin is /dev/null (not the launcher's own socket)."""
+    cmd = " ".join(LAUNCH) + ' run --rm -i busybox sh -c "cat; echo done"'
+    p = subprocess.run(["sh", "-c", f"exec 0<&-; exec {cmd}"], capture_output=True, text=True, timeout=20)
+    assert (p.returncode, p.stdout) == (0, "done\n"), p.stderr
+
+
 def test_errors_and_usage_come_back_as_from_the_ordinary_command(helper):
     p = served_by_helper("run", "--rm", "no-such-image")
     assert p.returncode == 125 and "no-such-image" in p.stderr

@@ -1,0 +1,189 @@
+"""The installed `labtui` command in C (labtui/launcher.c, built by scripts/build-launcher).
+
+It must be indistinguishable from labtui/launch.py: the helper gets the caller's stdio,
+environment and directory, the exit code or the death by signal comes back, signals (^Z too)
+reach the command, and with no helper (or a stale one, or not root) the ordinary Python way runs.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import labtui, our_processes, wait_for
+
+pytestmark = pytest.mark.root
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def launcher() -> str:
+    out = Path(tempfile.mkdtemp(prefix="labtui-launcher-", dir="/var/tmp")) / "labtui"
+    out.parent.chmod(0o755)  # the not-root test runs it as nobody
+    p = subprocess.run([str(REPO / "scripts" / "build-launcher"), str(out)], capture_output=True, text=True)
+    if p.returncode != 0 and "no C compiler" in p.stderr:
+        pytest.skip("no C compiler: scripts/install writes the Python launcher")
+    assert p.returncode == 0, p.stderr
+    yield str(out)
+    out.unlink()
+    out.parent.rmdir()
+
+
+def helper_pid(root: str | None = None) -> int | None:
+    lock = Path(root or os.environ["LABTUI_ROOT"]) / "run" / "helper.lock"
+    try:
+        pid = int(lock.read_text().strip() or 0)
+    except (OSError, ValueError):
+        return None
+    return pid if pid and Path(f"/proc/{pid}").exists() else None
+
+
+@pytest.fixture(scope="module")
+def helper(launcher):
+    from labtui import helper as helper_mod
+
+    # No helper yet: the C launcher execs the Python one, which runs `ps` and starts a helper.
+    assert subprocess.run([launcher, "ps"], capture_output=True, timeout=60).returncode == 0
+    wait_for(lambda: helper_pid(), timeout=20, what="the helper")
+    yield helper_pid()
+    helper_mod.stop()
+
+
+def execs(launcher: str, tmp_path: Path, *args: str, **kw) -> tuple[subprocess.CompletedProcess, list[str]]:
+    """Run the launcher under strace -f and return the execve(2) calls it and its children made."""
+    trace = tmp_path / "execve"
+    p = subprocess.run(["strace", "-f", "-qq", "-e", "trace=execve", "-e", "signal=none", "-o", str(trace),
+                        launcher, *args], capture_output=True, text=True, timeout=60, **kw)
+    calls = [ln for ln in trace.read_text().splitlines() if "execve(" in ln and "= 0" in ln]
+    return p, calls
+
+
+def test_through_the_helper_no_python_starts_and_stdio_and_code_come_back(launcher, helper, tmp_path):
+    p, calls = execs(launcher, tmp_path, "run", "--rm", "busybox", "sh", "-c", "echo out; echo err >&2; exit 3")
+    assert len(calls) == 1 and launcher in calls[0], calls  # only the launcher itself: no python3
+    assert (p.returncode, p.stdout, p.stderr) == (3, "out\n", "err\n")
+
+
+def test_stdin_environment_and_working_directory_reach_the_command(launcher, helper, tmp_path):
+    env = dict(os.environ, LABTUI_C_TEST="from-the-caller")
+    p = subprocess.run([launcher, "run", "--rm", "-i", "-e", "LABTUI_C_TEST", "busybox", "sh", "-c",
+                        'cat; echo "$LABTUI_C_TEST"'], input="hello\n", env=env, capture_output=True,
+                       text=True, timeout=60)
+    assert (p.returncode, p.stdout) == (0, "hello\nfrom-the-caller\n"), p.stderr
+    (tmp_path / "bad.tar").write_text("not a tarball\n")
+    p = subprocess.run([launcher, "image", "import", "bad.tar"], cwd=tmp_path, capture_output=True, text=True,
+                       timeout=60)
+    assert p.returncode == 125 and "not a tar archive" in p.stderr, p.stderr
+    p = subprocess.run([launcher, "inspect"], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and "usage" in p.stderr
+
+
+def test_closed_stdin_is_not_mistaken_for_the_socket(launcher, helper):
+    """With fd 0 closed, the command's stdin is /dev/null (not the launcher's own socket)."""
+    p = subprocess.run(["sh", "-c", f'exec 0<&-; exec {launcher} run --rm -i busybox sh -c "cat; echo done"'],
+                       capture_output=True, text=True, timeout=20)
+    assert (p.returncode, p.stdout) == (0, "done\n"), p.stderr
+
+
+def _worker(helper: int) -> int | None:
+    with open(f"/proc/{helper}/task/{helper}/children") as f:
+        for k in f.read().split():
+            try:
+                if Path(f"/proc/{k}/comm").read_text().strip() == "labtui-worker":
+                    return int(k)
+            except OSError:
+                pass
+    return None
+
+
+def _state(pid: int) -> str:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+
+def test_signals_reach_the_container_and_ctrl_z_stops_and_resumes_the_worker(launcher, helper):
+    name = f"launcher-c-sig-{os.getpid()}"
+    p = subprocess.Popen([launcher, "run", "--rm", "--name", name, "busybox", "sleep", "30"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: labtui("inspect", name, check=False).returncode == 0
+                 and '"Running": true' in labtui("inspect", name).stdout, what="running")
+        worker = _worker(helper)
+        assert worker
+        p.send_signal(signal.SIGTSTP)
+        wait_for(lambda: _state(p.pid) == "T" and _state(worker) == "T", what="both stopped")
+        p.send_signal(signal.SIGCONT)
+        wait_for(lambda: _state(p.pid) != "T" and _state(worker) != "T", what="both running again")
+        p.send_signal(signal.SIGTERM)  # docker's --sig-proxy: to the container's main process
+        assert p.wait(timeout=20) == 128 + signal.SIGTERM
+    finally:
+        p.kill()
+        p.wait()
+        labtui("rm", "-f", name, check=False)
+
+
+def test_a_worker_killed_by_a_signal_kills_the_launcher_with_it(launcher, helper):
+    name = f"launcher-c-kill-{os.getpid()}"
+    p = subprocess.Popen([launcher, "run", "--rm", "--name", name, "busybox", "sleep", "30"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        worker = wait_for(lambda: _worker(helper), what="the worker")
+        os.kill(worker, signal.SIGKILL)
+        assert p.wait(timeout=20) == -signal.SIGKILL
+    finally:
+        p.kill()
+        p.wait()
+        labtui("rm", "-f", name, check=False)
+
+
+def test_without_a_helper_python_runs_it_and_starts_one(launcher, tmp_path):
+    root = tempfile.mkdtemp(prefix="labtui-launcher-", dir="/var/tmp")
+    env = dict(os.environ, LABTUI_ROOT=root)
+    try:
+        assert helper_pid(root) is None
+        p = subprocess.run([launcher, "run", "--rm", "busybox", "sh", "-c", "exit 5"], env=env,
+                           capture_output=True, text=True, timeout=60)
+        assert p.returncode == 5, p.stderr
+        # Only launch.py's ordinary way starts a helper: it ran, and made one for what comes next.
+        pid = wait_for(lambda: helper_pid(root), timeout=20, what="a helper for the next command")
+        p, calls = execs(launcher, tmp_path, "ps", env=env)
+        assert p.returncode == 0 and len(calls) == 1, calls
+        assert helper_pid(root) == pid
+    finally:
+        from labtui import helper as helper_mod
+
+        os.environ["LABTUI_ROOT"], saved = root, os.environ["LABTUI_ROOT"]
+        try:
+            helper_mod.stop()
+        finally:
+            os.environ["LABTUI_ROOT"] = saved
+        import shutil
+
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_stale_helper_or_not_root_fall_back_to_the_ordinary_way(launcher, helper, tmp_path):
+    target = REPO / "labtui" / "attach_client.py"
+    st = target.stat()
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+    try:
+        p = subprocess.run([launcher, "ps"], capture_output=True, text=True, timeout=60)
+        assert p.returncode == 0 and "CONTAINER ID" in p.stdout, p.stderr
+        wait_for(lambda: not Path(f"/proc/{helper}").exists(), what="the stale helper to leave")
+        wait_for(lambda: helper_pid(), timeout=20, what="the new helper the ordinary way started")
+    finally:
+        os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+    p = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", launcher, "ps"],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 125 and "must run as root" in p.stderr
+    p = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", launcher, "--help"],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0 and "usage" in p.stdout.lower()
+    time.sleep(0.2)
+    assert not [c for _, c in our_processes() if c == "labtui-worker"]

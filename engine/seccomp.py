@@ -284,6 +284,9 @@ class RecordingBackend:
     def set_log(self) -> None:
         self.calls.append(("set_log",))
 
+    def set_binary_tree(self) -> None:
+        self.calls.append(("set_binary_tree",))
+
     def resolve(self, name: str) -> int:
         return -1 if self.known is not None and name not in self.known else 0
 
@@ -332,6 +335,15 @@ class LibseccompBackend:
     def set_log(self) -> None:
         self.filter.set_attr(self.lib.Attr.CTL_LOG, 1)  # SECCOMP_FILTER_FLAG_LOG
 
+    def set_binary_tree(self) -> None:
+        # SCMP_FLTATR_CTL_OPTIMIZE=2 (seccomp_attr_set(3), libseccomp >= 2.5): the syscall
+        # numbers are searched as a binary tree instead of one long if-chain. The kernel, when
+        # the filter is loaded, runs it once per syscall number to learn which are always
+        # allowed (its seccomp action cache): a chain makes that ~2x slower (0.8 against 0.4 ms
+        # here for docker's profile), and every syscall of the container not in the cache walks
+        # the chain. Same rules, same verdicts.
+        self.filter.set_attr(self.lib.Attr.CTL_OPTIMIZE, 2)
+
     def resolve(self, name: str) -> int:
         try:
             return self.lib.resolve_syscall(self.lib.Arch.NATIVE, name)
@@ -375,6 +387,7 @@ class Filter:
     summary: dict = field(default_factory=dict)
     errnos: dict = field(default_factory=dict)  # syscall -> errno of its own ERRNO rule
     default_errno: int | None = None
+    _loader: object | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.plan is not None and not self.summary:
@@ -386,11 +399,18 @@ class Filter:
     def errno_for(self, name: str) -> int | None:
         return self.errnos.get(name, self.default_errno)
 
+    def prepare_load(self) -> None:
+        """Before clone (or once, in a process that keeps the filter): the program's ctypes
+        structure, so that loading it in the container's process is one call."""
+        if self.bpf is not None and self._loader is None:
+            self._loader = BpfLoader(self.bpf, self.log, self.seccomp_nr)
+
     def load(self) -> None:
         """In the container's process: the precompiled program straight to seccomp(2), as crun
         does (compiling it here would cost ~30 ms in the child)."""
         if self.bpf is not None:
-            load_bpf(self.bpf, self.log, self.seccomp_nr)
+            self.prepare_load()
+            self._loader()
         else:
             self.backend.load()
 
@@ -406,22 +426,29 @@ SECCOMP_SET_MODE_FILTER = 1
 SECCOMP_FILTER_FLAG_LOG = 2
 
 
-def load_bpf(prog: bytes, log: bool = True, nr: int = 317) -> None:
-    """seccomp(SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_LOG, &(struct sock_fprog){len, filter})."""
-    import ctypes
+class BpfLoader:
+    """seccomp(SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_LOG, &(struct sock_fprog){len, filter})
+    for one program, with its ctypes structures built ahead: making a ctypes Structure class and
+    looking up libc costs more than the system call itself (~0.5 ms in a freshly forked child)."""
 
-    class SockFprog(ctypes.Structure):
-        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+    def __init__(self, prog: bytes, log: bool = True, nr: int = 317) -> None:
+        import ctypes
 
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.syscall.restype = ctypes.c_long
-    buf = ctypes.create_string_buffer(prog, len(prog))
-    fprog = SockFprog(len(prog) // 8, ctypes.cast(buf, ctypes.c_void_p))
-    flags = SECCOMP_FILTER_FLAG_LOG if log else 0
-    if libc.syscall(ctypes.c_long(nr), ctypes.c_ulong(SECCOMP_SET_MODE_FILTER), ctypes.c_ulong(flags),
-                    ctypes.byref(fprog)) < 0:
-        e = ctypes.get_errno()
-        raise OSError(e, os.strerror(e))
+        class SockFprog(ctypes.Structure):
+            _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+        self._syscall = ctypes.CDLL(None, use_errno=True).syscall
+        self._syscall.restype = ctypes.c_long
+        self._get_errno = ctypes.get_errno
+        self._buf = ctypes.create_string_buffer(prog, len(prog))
+        self._fprog = SockFprog(len(prog) // 8, ctypes.cast(self._buf, ctypes.c_void_p))
+        self._args = (ctypes.c_long(nr), ctypes.c_ulong(SECCOMP_SET_MODE_FILTER),
+                      ctypes.c_ulong(SECCOMP_FILTER_FLAG_LOG if log else 0), ctypes.byref(self._fprog))
+
+    def __call__(self) -> None:
+        if self._syscall(*self._args) < 0:
+            e = self._get_errno()
+            raise OSError(e, os.strerror(e))
 
 
 _LIB_ID: str | None = None
@@ -459,7 +486,7 @@ def load_or_compile(key_obj: dict, make_plan, log: bool = True, cache: Path | No
     from engine.digest import sha256_hex
 
     key_src = json.dumps({**key_obj, "log": log, "lib": _lib_id(), "arch": native_arch(),
-                          "kernel": kernel_version()}, sort_keys=True, default=str)
+                          "kernel": kernel_version(), "tree": 2}, sort_keys=True, default=str)
     key = sha256_hex(key_src.encode())[:32]
     path = (cache / f"{key}.json") if cache is not None else None
     memo = _MEMO.get((key, str(path)))
@@ -499,6 +526,7 @@ def build(plan: Plan, backend=None, log: bool = True) -> Filter:
         b.add_arch(arch)
     if log:
         b.set_log()
+    b.set_binary_tree()
     unknown: list[str] = []
     for rule in plan.rules:
         if b.resolve(rule.name) == -1:

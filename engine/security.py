@@ -192,6 +192,7 @@ def prepare(cfg: dict, rec: Recorder | None = None, joining: bool | None = None)
                 st["value"] = f"{s.profile_source}: {p.filter.describe()}"
                 st["cached"] = p.filter.cached
                 st["unknown_to_libseccomp"] = p.filter.unknown
+            p.filter.prepare_load()  # here, not in the child: its load is then one system call
             with rec.step("seccomp", "audit session", target="/proc/self/loginuid", value=str(os.getuid()),
                           shell=f"echo {os.getuid()} > /proc/self/loginuid",
                           why="a fresh audit session id (ses=) names this container's seccomp denials") as st:
@@ -260,7 +261,8 @@ def warm_up() -> None:
 
     cfg = {"id": "warm-up", "security": {}}
     s = settings(cfg)
-    seccomp.load_or_compile(_filter_key(s), lambda: seccomp_plan(cfg), cache=paths.lib_dir() / "seccomp-cache")
+    flt = seccomp.load_or_compile(_filter_key(s), lambda: seccomp_plan(cfg), cache=paths.lib_dir() / "seccomp-cache")
+    flt.prepare_load()
 
 
 def _container_running(cid: str) -> bool:

@@ -138,7 +138,7 @@ def test_build_hands_every_rule_to_the_backend():
     assert b.calls[0] == ("new", "SCMP_ACT_ERRNO", 1)
     assert b.calls[1:4] == [("add_arch", "SCMP_ARCH_X86_64"), ("add_arch", "SCMP_ARCH_X86"),
                             ("add_arch", "SCMP_ARCH_X32")]
-    assert ("set_log",) in b.calls
+    assert ("set_log",) in b.calls and ("set_binary_tree",) in b.calls
     rules = [c for c in b.calls if c[0] == "add_rule"]
     assert len(rules) == len(plan.rules)
     assert ("add_rule", "clone", "SCMP_ACT_ALLOW", ((0, "SCMP_CMP_MASKED_EQ", 2114060288, 0),)) in rules
@@ -175,6 +175,9 @@ def test_libseccomp_builds_and_exports_the_default_filter():
     assert len(bpf) % 8 == 0 and len(bpf) > 100 * 8
     text = seccomp.disassemble(bpf)
     assert text[0].endswith("; arch") and any("ALLOW" in t for t in text) and any("ERRNO(EPERM)" in t for t in text)
+    # A binary tree over the syscall numbers (SCMP_FLTATR_CTL_OPTIMIZE=2): the program compares
+    # nr with jgt/jge to halve the range, where an if-chain only tests equality.
+    assert sum(1 for t in text if t.split()[1] in ("jgt", "jge")) > 10, text[:40]
 
 
 def test_compile_plan_caches_the_program(tmp_path):

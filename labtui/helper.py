@@ -22,6 +22,7 @@ from __future__ import annotations
 import fcntl
 import gc
 import io
+import json
 import os
 import resource
 import selectors
@@ -52,6 +53,9 @@ CHECK_EVERY = 2.0  # seconds between checks that helper.sock is still ours
 SPARE_DELAY = float(os.environ.get("LABTUI_HELPER_SPARE_DELAY", "0.05"))
 COMM = b"labtui-helper"
 LEARN_WITHIN = 30.0  # seconds: processes that lived longer do not teach spares (labtui/pages.py)
+# The first this many commands of each kind (run, ps, ...) teach the spares which pages they write;
+# the later ones write nearly the same pages, and reading them back costs ~2 ms per process.
+TEACHERS = 3
 # Everything a supervisor imports (labtui/spare.py; libseccomp's binding among them: the denial
 # watcher names syscalls with it), and what the commands import.
 PRELOAD = [
@@ -142,6 +146,7 @@ class Helper:
         self.lock_fd: int | None = None
         self.maker: socket.socket | None = None  # to the process that forks the spares (start_maker)
         self.maker_pid = 0
+        self.taught: dict[str, int] = {}  # command word -> how many of its commands taught spares
         # SIGTERM wakes select through this pipe (signal.set_wakeup_fd); the handler only flags.
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.sel.register(self.wake_r, selectors.EVENT_READ, "wake")
@@ -404,13 +409,17 @@ class Helper:
                 os.close(fd)
             conn.close()
             return
+        word = next((a for a in req[2] if not a.startswith("-")), "")
+        teach = self.taught.get(word, 0) < TEACHERS
+        if teach:
+            self.taught[word] = self.taught.get(word, 0) + 1
         sp = self.take_spare("worker")
         if sp is not None:
             child, pidfd = sp.pid, sp.pidfd
             self.sel.modify(pidfd, selectors.EVENT_READ, "worker")
-            self.dispatch(sp, conn, fds, pid, req, data)
+            self.dispatch(sp, conn, fds, pid, req, data, teach)
         else:
-            child = self.fork_child(None, serve_request, conn, fds, pid, *req)
+            child = self.fork_child(None, serve_request, conn, fds, pid, *req, (0, None), teach)
             pidfd = os.pidfd_open(child)
             self.sel.register(pidfd, selectors.EVENT_READ, "worker")
         for fd in fds:
@@ -418,7 +427,7 @@ class Helper:
         self.workers[pidfd] = (child, conn)
 
     def dispatch(self, sp: Spare, conn: socket.socket, fds: list[int], client: int, req: tuple,
-                 data: bytes) -> None:
+                 data: bytes, teach: bool) -> None:
         """The request to the waiting spare worker, with the spare supervisor if it may need one."""
         argv = req[2]
         first = next((a for a in argv if not a.startswith("-")), "")
@@ -428,7 +437,7 @@ class Helper:
             send.append(sup.ctrl.fileno())
             self.sel.modify(sup.pidfd, selectors.EVENT_READ, "adopted")
             self.adopted[sup.pidfd] = sup.pid
-        header = b"%d %d\n" % (client, sup.pid if sup is not None else 0)
+        header = b"%d %d %d\n" % (client, sup.pid if sup is not None else 0, teach)
         try:
             socket.send_fds(sp.ctrl, [header + data], send)
         finally:
@@ -477,13 +486,14 @@ def spare_main(kind: str, ctrl: socket.socket) -> int:
     data, fds = got
     if kind == "worker":
         header, _, request = data.partition(b"\n")
-        client, sup_pid = (int(x) for x in header.split())
+        client, sup_pid, teach = (int(x) for x in header.split())
         conn = socket.socket(fileno=fds[0])
         sup_ctrl = socket.socket(fileno=fds[4]) if len(fds) > 4 else None
-        return serve_request(conn, fds[1:4], client, *parse_request(request), sup=(sup_pid, sup_ctrl))
+        return serve_request(conn, fds[1:4], client, *parse_request(request), (sup_pid, sup_ctrl), bool(teach))
     started = time.monotonic()
     code = supervise(data, fds)
-    learn("supervisor", started)
+    if json.loads(data).get("teach", True):
+        learn("supervisor", started)
     return code
 
 
@@ -560,8 +570,10 @@ def forget_pages(all_dead: bool = False) -> None:
 
 
 def serve_request(conn: socket.socket, fds: list[int], client: int, cwd: str, umask: int,
-                  argv: list[str], env: dict[str, str], sup: tuple[int, socket.socket | None] = (0, None)) -> int:
-    """A worker: become the client's process, run the command, report its code."""
+                  argv: list[str], env: dict[str, str], sup: tuple[int, socket.socket | None] = (0, None),
+                  teach: bool = True) -> int:
+    """A worker: become the client's process, run the command, report its code. teach: tell
+    the next spares which pages it wrote (and its spare supervisor, if it gets one)."""
     started = time.monotonic()
     os.setsid()
     become_client(fds, client, cwd, umask, env)
@@ -575,7 +587,7 @@ def serve_request(conn: socket.socket, fds: list[int], client: int, cwd: str, um
     sup_pid, sup_ctrl = sup
     if sup_ctrl is not None:
         api.FORK_CLOSE_FDS.append(sup_ctrl.fileno())
-        api.SUPERVISOR_SPAWNER = spawner(sup_pid, sup_ctrl)
+        api.SUPERVISOR_SPAWNER = spawner(sup_pid, sup_ctrl, teach)
     code = run_cli(argv)
     # Tell the client now: tearing down this process's memory takes a while. (The helper's
     # own report, from waitpid, still covers a worker that dies before getting here.)
@@ -585,7 +597,8 @@ def serve_request(conn: socket.socket, fds: list[int], client: int, cwd: str, um
         os.setpriority(os.PRIO_PROCESS, 0, 19)  # freeing our memory must not delay the caller's exit
     except OSError:
         pass
-    learn("worker", started)
+    if teach:
+        learn("worker", started)
     return code
 
 

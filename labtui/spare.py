@@ -29,13 +29,14 @@ SUPERVISOR_MODULES = [
 ]
 
 
-def spawner(pid: int, ctrl: socket.socket):
-    """engine.api's hook: the first supervisor this command starts is the waiting process."""
+def spawner(pid: int, ctrl: socket.socket, teach: bool = True):
+    """engine.api's hook: the first supervisor this command starts is the waiting process.
+    teach: whether it tells the helper's next spares which pages it wrote (labtui/helper.py)."""
     def spawn(cid: str, status_w: int, client: socket.socket | None, winsize) -> int | None:
         if ctrl.fileno() < 0:
             return None  # used already: fork as usual
         msg = {"cid": cid, "winsize": winsize, "env": dict(os.environ), "cwd": os.getcwd(),
-               "umask": _umask(), "parent": os.getpid()}
+               "umask": _umask(), "parent": os.getpid(), "teach": teach}
         fds = [status_w] + ([client.fileno()] if client is not None else [])
         try:
             socket.send_fds(ctrl, [json.dumps(msg).encode()], fds)

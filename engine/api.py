@@ -639,6 +639,9 @@ def system_prune() -> tuple[list[str], list[str]]:
         from engine import network
 
         nets = network.prune(host_recorder(), network_users)
+    from engine import cgroups
+
+    cgroups.remove_empty_parents(host_recorder())  # kept between containers: gone once unused
     return removed, nets
 
 

@@ -40,6 +40,10 @@ def pytest_sessionfinish(session, exitstatus):
             helper.stop()  # the launcher's warm helper, if a test started one
             remove_all()
             remove_networks()
+            from engine import cgroups
+            from engine.steps import null_recorder
+
+            cgroups.remove_empty_parents(null_recorder())  # kept between containers: ours to remove
         finally:
             force_cleanup()
     shutil.rmtree(_ROOT, ignore_errors=True)

@@ -83,6 +83,17 @@ def get_driver(
     return NullDriver(container_id, rec, reason="no cgroup filesystem is mounted")
 
 
+def remove_empty_parents(rec: Recorder) -> None:
+    """Remove labtui's parent cgroup (LABTUI_CGROUP_PARENT, default labtui/) from every hierarchy
+    where it is empty: the containers' cgroups leave it in place (CgroupDriver.destroy)."""
+    drivers = [get_driver("prune", rec)]
+    layout = host_layout()
+    if layout.kind == "hybrid" and layout.v2_mount:  # the cgroup2 side, where force="v2" puts them
+        drivers.append(get_driver("prune", rec, force="v2"))
+    for d in drivers:
+        d.remove_empty_parents()
+
+
 LAYOUT_TTL = 2.0  # seconds a detected host layout is reused
 _host_layout: tuple[float, Layout] | None = None
 

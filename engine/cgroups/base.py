@@ -244,7 +244,10 @@ class CgroupDriver(ABC):
         return any(self.fs.isdir(d) for d in self._leaf_dirs())
 
     def destroy(self) -> None:
-        """Kill what is left (thawing first), remove the cgroup(s), then the parent if empty."""
+        """Kill what is left (thawing first), remove the cgroup(s). The parent (labtui/) stays
+        for the next container, as docker's /sys/fs/cgroup/*/docker does: making and removing it
+        around every container cost 16 mkdir/rmdir (and the cpuset copies) per `run --rm`, and
+        let a removal race another container's creation. remove_empty_parents() takes it away."""
         if self.exists():
             if self._needs_thaw():
                 self.thaw()
@@ -252,7 +255,6 @@ class CgroupDriver(ABC):
             for d in self._leaf_dirs():
                 if self.fs.isdir(d):
                     self._rmdir_retry(d)
-        self._remove_empty_parents()
 
     # -- shared machinery -------------------------------------------------------------------
 
@@ -361,7 +363,9 @@ class CgroupDriver(ABC):
                     self.fs.sleep(0.01)
             s["attempts"] = attempts
 
-    def _remove_empty_parents(self) -> None:
+    def remove_empty_parents(self) -> None:
+        """rmdir our parent in every hierarchy where no container's cgroup is left in it
+        (`labtui system prune`, and the tests' cleanup)."""
         for base in self._bases():
             for d in reversed(self._parent_levels(base)[1:]):
                 if not self.fs.isdir(d) or self.fs.subdirs(d):

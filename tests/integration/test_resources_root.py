@@ -464,3 +464,33 @@ def test_rm_f_leaves_no_cgroup_even_with_a_lingering_process():
     assert left == [], left
     assert not (lib() / "containers" / cid).exists()
     assert all(r["Id"] != cid for r in ps_json(True))
+
+
+def test_parent_cgroup_stays_for_the_next_container_until_system_prune():
+    """As docker's /sys/fs/cgroup/*/docker: the parent is made once, not around every container
+    (16 mkdir/rmdir per `run --rm` on this hybrid host), and `system prune` removes it unused."""
+    parent = f"labtui-keep-{secrets.token_hex(4)}"
+    env = dict(os.environ, LABTUI_CGROUP_PARENT=parent)
+
+    def tops() -> list[str]:
+        return glob.glob(f"/sys/fs/cgroup/*/{parent}") + glob.glob(f"/sys/fs/cgroup/{parent}")
+
+    try:
+        labtui("run", "--rm", "busybox", "true", env=env)
+        assert tops(), "the parent went with the container"
+        assert [d for t in tops() for d in os.listdir(t) if os.path.isdir(os.path.join(t, d))] == []
+        name = f"keep-{secrets.token_hex(3)}"
+        cid = labtui("run", "--name", name, "busybox", "true", env=env) and inspect(name)["Id"]
+        steps = [json.loads(line) for line in labtui("steps", name, "--format", "json").stdout.splitlines()]
+        mkdirs = [s["target"] for s in steps if s["mechanism"] == "cgroup" and s["op"] == "mkdir"]
+        assert mkdirs and all(t.endswith(f"/{parent}/{cid}") for t in mkdirs), mkdirs
+        labtui("rm", name, env=env)
+        assert tops()
+        labtui("system", "prune", env=env)
+        assert tops() == []
+    finally:
+        for t in tops():
+            for d in sorted((os.path.join(t, n) for n in os.listdir(t)), reverse=True):
+                if os.path.isdir(d):
+                    os.rmdir(d)
+            os.rmdir(t)

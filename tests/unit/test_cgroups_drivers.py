@@ -450,13 +450,15 @@ def test_v1_destroy_kills_thaws_and_removes(v1):
     assert [(s["op"], s["target"], s["value"]) for s in kill] == [("kill", f"pid {PID}", "SIGKILL")]
     assert v1.fs.killed == [PID]
     rmdirs = [t for op, t, _ in ops if op == "rmdir"]
-    assert rmdirs[:8] == [f"{c}/labtui/c1" for c in V1_FILES]
-    assert rmdirs[8:] == [f"{c}/labtui" for c in V1_FILES]
-    assert not any(os.path.exists(f"{v1.root}/{c}/labtui") for c in V1_FILES)
+    assert rmdirs == [f"{c}/labtui/c1" for c in V1_FILES]  # the parent stays for the next one
+    assert all(os.path.isdir(f"{v1.root}/{c}/labtui") for c in V1_FILES)
     assert not cg.exists()
     v1.clear()
     cg.destroy()  # idempotent
     assert v1.steps == []
+    cg.remove_empty_parents()  # labtui system prune
+    assert [t for op, t, _ in v1.writes() if op == "rmdir"] == [f"{c}/labtui" for c in V1_FILES]
+    assert not any(os.path.exists(f"{v1.root}/{c}/labtui") for c in V1_FILES)
 
 
 def test_v1_destroy_retries_ebusy_and_keeps_shared_parent(v1):
@@ -470,7 +472,10 @@ def test_v1_destroy_retries_ebusy_and_keeps_shared_parent(v1):
     assert [v1.rel(s["target"]) for s in rm] == [f"{c}/labtui/a" for c in V1_FILES]
     assert rm[0]["attempts"] == 3
     assert os.path.isdir(f"{v1.root}/memory/labtui/b")
+    a.remove_empty_parents()  # b's cgroup is in it: kept
+    assert os.path.isdir(f"{v1.root}/memory/labtui/b")
     b.destroy()
+    b.remove_empty_parents()
     assert not os.path.exists(f"{v1.root}/memory/labtui")
 
 
@@ -510,6 +515,8 @@ def test_nested_parent(v1):
     assert os.path.isdir(f"{v1.root}/pids/labtui/group/c1")
     assert v1.file("cpuset/labtui/group/c1/cpuset.mems") == "0"
     cg.destroy()
+    assert os.path.isdir(f"{v1.root}/pids/labtui/group")
+    cg.remove_empty_parents()
     assert not os.path.exists(f"{v1.root}/pids/labtui")
 
 
@@ -557,6 +564,7 @@ def test_v2_hybrid_side_with_only_hugetlb(tmp_path, monkeypatch):
     assert cg.is_frozen()
     cg.thaw()
     cg.destroy()
+    cg.remove_empty_parents()
     assert not os.path.exists(f"{env.root}/unified/labtui")
 
 
@@ -664,7 +672,6 @@ def test_v2_destroy_uses_cgroup_kill(v2):
         ("write", "labtui/c1/cgroup.freeze", "0"),
         ("write", "labtui/c1/cgroup.kill", "1"),
         ("rmdir", "labtui/c1", ""),
-        ("rmdir", "labtui", ""),
     ]
     assert v2.fs.killed == [PID]
     assert os.path.exists(f"{v2.root}/cgroup.procs")  # the root is left alone
@@ -679,7 +686,7 @@ def test_v2_destroy_without_cgroup_kill_signals_each(tmp_path):
     cg.add_pid(PID + 1)
     cg.destroy()
     assert sorted(env.fs.killed) == [PID, PID + 1]
-    assert not os.path.exists(f"{env.root}/labtui")
+    assert not os.path.exists(f"{env.root}/labtui/c1")
 
 
 # -- driver choice ----------------------------------------------------------------------------

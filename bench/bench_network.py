@@ -1,7 +1,7 @@
 """`labtui run --rm --network bridge busybox true` beside `podman run --rm busybox true` on podman's
 default network, plus labtui's `--network none`, and a check that `--network none` never imports pyroute2.
 
-labtui runs as the installed command runs (labtui/launch.py, through its warm helper: docs/launcher.md),
+labtui runs as the installed command runs (labtui/launcher.c, through its warm helper: docs/launcher.md),
 and the bridge run once more the ordinary way (LABTUI_HELPER=0: a fresh interpreter that imports
 pyroute2 itself). All four run in one process, interleaved (the order rotates each round), N times
 each; prints the medians and the ratio labtui(bridge)/podman (the issue's target: <= 0.3x podman).
@@ -147,8 +147,13 @@ def main() -> None:
     try:
         subprocess.run([sys.executable, "-m", "compileall", "-q", "engine", "labtui"], stdout=subprocess.DEVNULL,
                        cwd=REPO)
-        lab_none = LAUNCH + ["run", "--rm", "--network", "none", "busybox", "true"]
-        lab_bridge = LAUNCH + ["run", "--rm", "--network", "bridge", "busybox", "true"]
+        # The command as scripts/install writes it: labtui/launcher.c built from this tree (the
+        # Python launcher when there is no C compiler).
+        built = os.path.join(work, "labtui")
+        launch = [built] if subprocess.run([os.path.join(REPO, "scripts", "build-launcher"), built]).returncode == 0 \
+            else LAUNCH
+        lab_none = launch + ["run", "--rm", "--network", "none", "busybox", "true"]
+        lab_bridge = launch + ["run", "--rm", "--network", "bridge", "busybox", "true"]
         cold_env = dict(env, LABTUI_HELPER="0")
         timed(lab_none, cold_env)  # builds the busybox image once
 

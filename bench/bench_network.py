@@ -38,7 +38,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LABTUI = [sys.executable, "-m", "labtui.cli"]  # the ordinary way: setup, checks, cleanup
 # The installed command's way (labtui/launch.py on python3 -SI): through its warm helper.
 LAUNCH = [sys.executable, "-SI", os.path.join(REPO, "labtui", "launch.py")]
-STOP_HELPER = [sys.executable, "-c", "from labtui import helper; helper.stop()"]
+# The helper, and the bench's cgroup parent (it stays between containers: engine/cgroups).
+STOP_HELPER = [sys.executable, "-c", "from labtui import helper; helper.stop(); "
+               "from engine import cgroups; from engine.steps import null_recorder; "
+               "cgroups.remove_empty_parents(null_recorder())"]
 PODMAN_IMAGE = f"localhost/labtui-bench-network-busybox:{os.getpid()}"
 PODMAN_RUN = ["podman", "--runtime", "runc", "run", "--rm",
               "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=4096:4096"]

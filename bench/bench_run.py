@@ -39,7 +39,10 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LABTUI = [sys.executable, "-SI", os.path.join(REPO, "labtui", "launch.py")]
-STOP_HELPER = [sys.executable, "-c", "from labtui import helper; helper.stop()"]
+# The helper, and the bench's cgroup parent (it stays between containers: engine/cgroups).
+STOP_HELPER = [sys.executable, "-c", "from labtui import helper; helper.stop(); "
+               "from engine import cgroups; from engine.steps import null_recorder; "
+               "cgroups.remove_empty_parents(null_recorder())"]
 
 
 def timed(cmd: list[str], env: dict | None = None) -> float:

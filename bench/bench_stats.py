@@ -138,6 +138,8 @@ def main() -> None:
     finally:
         if ids:
             subprocess.run(LABTUI + ["rm", "-f", *ids], env=env, capture_output=True)
+        subprocess.run([sys.executable, "-c", "from engine import cgroups; from engine.steps import null_recorder; "
+                        "cgroups.remove_empty_parents(null_recorder())"], env=env, capture_output=True)
         if podman_started:
             subprocess.run(["podman", "rm", "-f", "-t", "0", *podman_started], capture_output=True)
         if image_made:

@@ -354,6 +354,10 @@ def main() -> None:
         report(args, res, probe)
     finally:
         left = remove_all()
+        from engine import cgroups
+        from engine.steps import null_recorder
+
+        cgroups.remove_empty_parents(null_recorder())  # the bench's parent (it stays between containers)
         if left:
             print(f"warning: {len(left)} containers left in {work}: {left}", file=sys.stderr)
         else:

@@ -11,8 +11,10 @@ import time
 from pathlib import Path
 
 LABTUI = [sys.executable, "-m", "labtui.cli"]
-if os.environ.get("LABTUI_TEST_VIA") == "launcher":  # the installed command's way, through the helper
+if os.environ.get("LABTUI_TEST_VIA") == "launcher":  # the Python launcher's way, through the helper
     LABTUI = [sys.executable, "-SI", str(Path(__file__).resolve().parents[1] / "labtui" / "launch.py")]
+elif os.environ.get("LABTUI_TEST_VIA") == "installed":  # the C launcher scripts/install built from this tree
+    LABTUI = ["/usr/local/bin/labtui"]
 
 
 def labtui(*args: str, check: bool = True, timeout: float = 60, input: str | None = None,

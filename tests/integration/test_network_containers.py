@@ -8,6 +8,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import time
 
 import pytest
@@ -160,7 +161,7 @@ def test_none_network_does_not_import_pyroute2():
     assert "lo" in out and "eth0" not in out
     code = ("import sys, os; sys.argv=['labtui','run','--rm','busybox','true'];"
             "from labtui.cli import main; rc=main(); print('pyroute2' in sys.modules)")
-    p = subprocess.run(LABTUI[:1] + ["-c", code], capture_output=True, text=True, timeout=60)
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert p.stdout.strip().endswith("False"), p.stdout + p.stderr
 
 

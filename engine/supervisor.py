@@ -18,7 +18,6 @@ import struct
 import sys
 import termios
 import time
-from datetime import UTC, datetime
 
 from engine import attach, events, init, namespaces, paths, state
 from engine import syscalls as sc
@@ -53,8 +52,9 @@ def _P(p: str):  # small helper to keep pathlib out of hot signatures
 
 
 def rfc3339nano(ts: float) -> str:
-    dt = datetime.fromtimestamp(ts, UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond:06d}000Z"
+    """docker's log timestamp, in UTC (without datetime: ~1 ms of every supervisor's start)."""
+    sec, us = divmod(round(ts * 1_000_000), 1_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)) + f".{us:06d}000Z"
 
 
 class LogWriter:

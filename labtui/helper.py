@@ -588,7 +588,13 @@ def serve_request(conn: socket.socket, fds: list[int], client: int, cwd: str, um
     if sup_ctrl is not None:
         api.FORK_CLOSE_FDS.append(sup_ctrl.fileno())
         api.SUPERVISOR_SPAWNER = spawner(sup_pid, sup_ctrl, teach)
-    code = run_cli(argv)
+    code = run_cli(argv)  # (it flushed sys.stdout and sys.stderr)
+    # The caller's stdin, stdout and stderr go back now: whoever reads them to EOF
+    # (`$(labtui ...)`, a pipe) must not wait for this process to free its memory (~2 ms).
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.close(devnull)
     # Tell the client now: tearing down this process's memory takes a while. (The helper's
     # own report, from waitpid, still covers a worker that dies before getting here.)
     signal.signal(signal.SIGIO, signal.SIG_IGN)  # the command is done: its caller may go now

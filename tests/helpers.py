@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -121,3 +124,30 @@ def remove_networks() -> None:
             network.remove_network(net["name"], lambda name: [], allow_default=True)
         except Exception:
             pass
+
+
+def helper_pid(root: str | None = None) -> int | None:
+    """The PID of the launcher's warm helper for this state directory, if one runs."""
+    lock = Path(root or os.environ["LABTUI_ROOT"]) / "run" / "helper.lock"
+    try:
+        pid = int(lock.read_text().strip() or 0)
+    except (OSError, ValueError):
+        return None
+    return pid if pid and Path(f"/proc/{pid}").exists() else None
+
+
+@contextlib.contextmanager
+def own_state_dir(prefix: str = "labtui-helper-"):
+    """A LABTUI_ROOT of the test's own; afterwards its helper is stopped and it is removed."""
+    root = tempfile.mkdtemp(prefix=prefix, dir="/var/tmp")
+    try:
+        yield root
+    finally:
+        from labtui import helper as helper_mod
+
+        os.environ["LABTUI_ROOT"], saved = root, os.environ["LABTUI_ROOT"]
+        try:
+            helper_mod.stop()
+        finally:
+            os.environ["LABTUI_ROOT"] = saved
+        shutil.rmtree(root, ignore_errors=True)

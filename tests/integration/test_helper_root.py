@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import inspect, labtui, our_processes, wait_for
+from tests.helpers import helper_pid, inspect, labtui, our_processes, own_state_dir, wait_for
 
 pytestmark = pytest.mark.root
 
@@ -30,15 +30,6 @@ COLD = [sys.executable, "-m", "labtui.cli"]
 def launch(*args: str, env: dict | None = None, **kw) -> subprocess.CompletedProcess:
     kw.setdefault("capture_output", True)
     return subprocess.run(LAUNCH + list(args), text=True, timeout=60, env=env, **kw)
-
-
-def helper_pid(root: str | None = None) -> int | None:
-    lock = Path(root or os.environ["LABTUI_ROOT"]) / "run" / "helper.lock"
-    try:
-        pid = int(lock.read_text().strip() or 0)
-    except (OSError, ValueError):
-        return None
-    return pid if pid and Path(f"/proc/{pid}").exists() else None
 
 
 def sock(root: str | None = None) -> Path:
@@ -246,9 +237,8 @@ def test_helper_whose_run_directory_is_wiped_leaves():
     must not linger, and the next command starts a new one."""
     import shutil
 
-    root = tempfile.mkdtemp(prefix="labtui-helper-", dir="/var/tmp")
-    env = dict(os.environ, LABTUI_ROOT=root)
-    try:
+    with own_state_dir() as root:
+        env = dict(os.environ, LABTUI_ROOT=root)
         assert launch("ps", env=env).returncode == 0
         wait_for(lambda: sock(root).exists() and helper_pid(root), timeout=20, what="the helper to start")
         pid = helper_pid(root)
@@ -256,15 +246,6 @@ def test_helper_whose_run_directory_is_wiped_leaves():
         wait_for(lambda: not Path(f"/proc/{pid}").exists(), timeout=15, what="the unreachable helper to leave")
         assert launch("ps", env=env).returncode == 0
         wait_for(lambda: helper_pid(root), timeout=20, what="a new helper")
-    finally:
-        from labtui import helper as helper_mod
-
-        os.environ["LABTUI_ROOT"], saved = root, os.environ["LABTUI_ROOT"]
-        try:
-            helper_mod.stop()
-        finally:
-            os.environ["LABTUI_ROOT"] = saved
-        shutil.rmtree(root, ignore_errors=True)
 
 
 # ---- without a helper: the supervisor-to-be forked first (labtui/spare.py prefork) -------------

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import labtui, our_processes, wait_for
+from tests.helpers import helper_pid, labtui, our_processes, own_state_dir, wait_for
 
 pytestmark = pytest.mark.root
 
@@ -34,15 +34,6 @@ def launcher() -> str:
     yield str(out)
     out.unlink()
     out.parent.rmdir()
-
-
-def helper_pid(root: str | None = None) -> int | None:
-    lock = Path(root or os.environ["LABTUI_ROOT"]) / "run" / "helper.lock"
-    try:
-        pid = int(lock.read_text().strip() or 0)
-    except (OSError, ValueError):
-        return None
-    return pid if pid and Path(f"/proc/{pid}").exists() else None
 
 
 @pytest.fixture(scope="module")
@@ -143,9 +134,8 @@ def test_a_worker_killed_by_a_signal_kills_the_launcher_with_it(launcher, helper
 
 
 def test_without_a_helper_python_runs_it_and_starts_one(launcher, tmp_path):
-    root = tempfile.mkdtemp(prefix="labtui-launcher-", dir="/var/tmp")
-    env = dict(os.environ, LABTUI_ROOT=root)
-    try:
+    with own_state_dir("labtui-launcher-") as root:
+        env = dict(os.environ, LABTUI_ROOT=root)
         assert helper_pid(root) is None
         p = subprocess.run([launcher, "run", "--rm", "busybox", "sh", "-c", "exit 5"], env=env,
                            capture_output=True, text=True, timeout=60)
@@ -155,17 +145,6 @@ def test_without_a_helper_python_runs_it_and_starts_one(launcher, tmp_path):
         p, calls = execs(launcher, tmp_path, "ps", env=env)
         assert p.returncode == 0 and len(calls) == 1, calls
         assert helper_pid(root) == pid
-    finally:
-        from labtui import helper as helper_mod
-
-        os.environ["LABTUI_ROOT"], saved = root, os.environ["LABTUI_ROOT"]
-        try:
-            helper_mod.stop()
-        finally:
-            os.environ["LABTUI_ROOT"] = saved
-        import shutil
-
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_stale_helper_or_not_root_fall_back_to_the_ordinary_way(launcher, helper, tmp_path):

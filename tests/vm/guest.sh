@@ -26,9 +26,18 @@ unset PYTHONDONTWRITEBYTECODE
 export PYTHONPYCACHEPREFIX=/var/tmp/pycache
 
 cd "$here" || exit 1
+# -v: each test's name is written when it starts, so a lane that stops mid-way says where; and
+# every 10 s, what labtui's processes are doing (progress.log: scripts/vm-test shows its end
+# when the guest stops making progress).
+( while :; do
+    { echo "== uptime $(cut -d' ' -f1 /proc/uptime)"
+      ps -eo pid,ppid,stat,wchan:30,etime,args | grep -E 'labtui|pytest|busybox' | grep -v grep
+    } >> "$results/progress.log" 2>&1
+    sleep 10
+  done ) &
 {
     echo "== $(uname -r): $(cat /sys/fs/cgroup/cgroup.controllers 2>/dev/null || echo 'no cgroup2 root')"
-    "$venv/bin/python" -m pytest -q -rs -p no:cacheprovider --junitxml="$results/junit.xml" \
+    "$venv/bin/python" -m pytest -v -rs -p no:cacheprovider --junitxml="$results/junit.xml" \
         -o junit_family=xunit2 "$@" tests/vm
     echo $? > "$results/rc"
 } 2>&1 | tee "$results/pytest.log"

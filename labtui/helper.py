@@ -417,7 +417,7 @@ class Helper:
         if sp is not None:
             child, pidfd = sp.pid, sp.pidfd
             self.sel.modify(pidfd, selectors.EVENT_READ, "worker")
-            self.dispatch(sp, conn, fds, pid, req, data, teach)
+            self.dispatch(sp, conn, fds, pid, word, data, teach)
         else:
             child = self.fork_child(None, serve_request, conn, fds, pid, *req, (0, None), teach)
             pidfd = os.pidfd_open(child)
@@ -426,12 +426,11 @@ class Helper:
             os.close(fd)
         self.workers[pidfd] = (child, conn)
 
-    def dispatch(self, sp: Spare, conn: socket.socket, fds: list[int], client: int, req: tuple,
+    def dispatch(self, sp: Spare, conn: socket.socket, fds: list[int], client: int, word: str,
                  data: bytes, teach: bool) -> None:
-        """The request to the waiting spare worker, with the spare supervisor if it may need one."""
-        argv = req[2]
-        first = next((a for a in argv if not a.startswith("-")), "")
-        sup = self.take_spare("supervisor") if first in SUPERVISED_COMMANDS else None
+        """The request to the waiting spare worker, with the spare supervisor if the command
+        (word: run, ps, ...) may need one."""
+        sup = self.take_spare("supervisor") if word in SUPERVISED_COMMANDS else None
         send = [conn.fileno(), *fds]
         if sup is not None:
             send.append(sup.ctrl.fileno())

@@ -171,8 +171,6 @@ def main() -> None:
                     wait_quiet()
                     time.sleep(args.gap)
                     times[which].append(runs[which]())
-        if os.environ.get("BENCH_RAW"):
-            print({k: [round(x, 1) for x in v] for k, v in times.items()})
         mw, mc, mr = (statistics.median(times[k]) for k in ("warm", "cold", "runc"))
         what = f"labtui run --rm --network {args.network} busybox true"
         spacing = ("back to back, in blocks of 10 of one kind" if args.back_to_back

@@ -1,7 +1,7 @@
 """`labtui run --rm --network bridge busybox true` beside `podman run --rm busybox true` on podman's
 default network, plus labtui's `--network none`, and a check that `--network none` never imports pyroute2.
 
-labtui runs as the installed command runs (labtui/launcher.c, through its warm helper: docs/launcher.md),
+labtui runs as the installed command runs (labtui/launcher/launcher.c, through its warm helper: docs/launcher.md),
 and the bridge run once more the ordinary way (LABTUI_HELPER=0: a fresh interpreter that imports
 pyroute2 itself). All four run in one process, interleaved (the order rotates each round), N times
 each; prints the medians and the ratio labtui(bridge)/podman (the issue's target: <= 0.3x podman).
@@ -36,10 +36,10 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LABTUI = [sys.executable, "-m", "labtui.cli"]  # the ordinary way: setup, checks, cleanup
-# The installed command's way (labtui/launch.py on python3 -SI): through its warm helper.
+# The installed command's way (labtui/launcher/launch.py on python3 -SI): through its warm helper.
 LAUNCH = [sys.executable, "-SI", os.path.join(REPO, "labtui", "launch.py")]
 # The helper, and the bench's cgroup parent (it stays between containers: engine/cgroups).
-STOP_HELPER = [sys.executable, "-c", "from labtui import helper; helper.stop(); "
+STOP_HELPER = [sys.executable, "-c", "from labtui.launcher import helper; helper.stop(); "
                "from engine import cgroups; from engine.steps import null_recorder; "
                "cgroups.remove_empty_parents(null_recorder())"]
 PODMAN_IMAGE = f"localhost/labtui-bench-network-busybox:{os.getpid()}"
@@ -150,7 +150,7 @@ def main() -> None:
     try:
         subprocess.run([sys.executable, "-m", "compileall", "-q", "engine", "labtui"], stdout=subprocess.DEVNULL,
                        cwd=REPO)
-        # The command as scripts/install writes it: labtui/launcher.c built from this tree (the
+        # The command as scripts/install writes it: labtui/launcher/launcher.c built from this tree (the
         # Python launcher when there is no C compiler).
         built = os.path.join(work, "labtui")
         launch = [built] if subprocess.run([os.path.join(REPO, "scripts", "build-launcher"), built]).returncode == 0 \

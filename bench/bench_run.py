@@ -1,10 +1,10 @@
 """`labtui run --rm busybox true` beside `runc run` on the same busybox root filesystem.
 
-labtui is run as the installed command runs (labtui/launcher.c, built from this tree by
+labtui is run as the installed command runs (labtui/launcher/launcher.c, built from this tree by
 scripts/build-launcher), once through its warm helper (the usual case: any earlier labtui command
-started it) and once the ordinary way (LABTUI_HELPER=0: the launcher execs labtui/launch.py and a
+started it) and once the ordinary way (LABTUI_HELPER=0: the launcher execs labtui/launcher/launch.py and a
 fresh interpreter imports everything, as the first command does); and once more warm through the
-Python launcher (labtui/launch.py on `python3 -SI`, what install writes without a C compiler).
+Python launcher (labtui/launcher/launch.py on `python3 -SI`, what install writes without a C compiler).
 All run in one process, N rounds, in a shuffled order each round (so none always follows the same
 neighbour), and print the medians, the quartiles and the ratios to runc.
 
@@ -40,7 +40,7 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LABTUI = [sys.executable, "-SI", os.path.join(REPO, "labtui", "launch.py")]
 # The helper, and the bench's cgroup parent (it stays between containers: engine/cgroups).
-STOP_HELPER = [sys.executable, "-c", "from labtui import helper; helper.stop(); "
+STOP_HELPER = [sys.executable, "-c", "from labtui.launcher import helper; helper.stop(); "
                "from engine import cgroups; from engine.steps import null_recorder; "
                "cgroups.remove_empty_parents(null_recorder())"]
 
@@ -128,7 +128,7 @@ def main() -> None:
     try:
         subprocess.run([sys.executable, "-m", "compileall", "-q", "engine", "labtui"], stdout=subprocess.DEVNULL,
                        cwd=REPO)
-        # The command as scripts/install writes it: labtui/launcher.c, built here from this tree
+        # The command as scripts/install writes it: labtui/launcher/launcher.c, built here from this tree
         # (the Python launcher when there is no C compiler), and the Python launcher beside it.
         built = os.path.join(work, "labtui")
         has_c = subprocess.run([os.path.join(REPO, "scripts", "build-launcher"), built]).returncode == 0

@@ -41,7 +41,7 @@ def sh(cmd: list[str], env: dict | None = None, input: bytes | None = None) -> s
 def labtui_ticks(n_ticks: int, hz_seconds: float) -> dict:
     """Tick in this process (LABTUI_ROOT is already in the environment)."""
     from engine import api
-    from labtui.cli_resources import stats_rows
+    from labtui.cli.resources import stats_rows
 
     prev = {s["id"]: s for s in api.stats_snapshot()}
     walls, cpus, count = [], [], 0

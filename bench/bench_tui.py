@@ -121,9 +121,9 @@ class Probe:
 
 
 def install_hooks(probe: Probe) -> None:
-    from labtui import adapter
-    from labtui.screens.dashboard import DashboardScreen
-    from labtui.widgets.steps_panel import StepsPanel
+    from labtui.tui import adapter
+    from labtui.tui.screens.dashboard import DashboardScreen
+    from labtui.tui.widgets.steps_panel import StepsPanel
 
     applied = DashboardScreen.on_containers_polled
 
@@ -218,9 +218,9 @@ def read_steps(cid: str) -> list[dict]:
 async def scenario(args: argparse.Namespace, probe: Probe) -> dict:
     from textual.widgets import DataTable
 
-    from labtui.app import LabApp
-    from labtui.screens.container import ContainerScreen
-    from labtui.screens.dashboard import DashboardScreen
+    from labtui.tui.app import LabApp
+    from labtui.tui.screens.container import ContainerScreen
+    from labtui.tui.screens.dashboard import DashboardScreen
 
     res: dict = {}
     app = LabApp()

@@ -201,12 +201,12 @@ def start(ref: str | Container, client=None, winsize: tuple[int, int] | None = N
 
 
 # Descriptors of the calling process that a supervisor forked from it must not keep open, such as
-# the connection of the client a labtui helper's worker serves (labtui/helper.py).
+# the connection of the client a labtui helper's worker serves (labtui/launcher/helper.py).
 FORK_CLOSE_FDS: list[int] = []
 
 # When set: (cid, status write fd, client socket, winsize) -> the PID of a process that becomes the
 # container's supervisor, or None to fork one as usual. labtui's helper hands its pre-forked spare
-# this way (labtui/helper.py); the engine itself never sets it.
+# this way (labtui/launcher/helper.py); the engine itself never sets it.
 SUPERVISOR_SPAWNER = None
 
 
@@ -224,7 +224,7 @@ def spawn_supervisor(cid: str, client, winsize, container: Container | None = No
     r, w = os.pipe2(os.O_CLOEXEC)
     pid = SUPERVISOR_SPAWNER(cid, w, client, winsize) if SUPERVISOR_SPAWNER is not None else None
     if pid:
-        pass  # a process that was waiting for this took it over (labtui/helper.py's spare)
+        pass  # a process that was waiting for this took it over (labtui/launcher/helper.py's spare)
     elif threading is None or threading.active_count() == 1:
         pid = os.fork()
         if pid == 0:

@@ -35,7 +35,7 @@ def pytest_sessionfinish(session, exitstatus):
         from tests.helpers import force_cleanup, remove_all, remove_networks
 
         try:
-            from labtui import helper
+            from labtui.launcher import helper
 
             helper.stop()  # the launcher's warm helper, if a test started one
             remove_all()

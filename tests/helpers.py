@@ -143,7 +143,7 @@ def own_state_dir(prefix: str = "labtui-helper-"):
     try:
         yield root
     finally:
-        from labtui import helper as helper_mod
+        from labtui.launcher import helper as helper_mod
 
         os.environ["LABTUI_ROOT"], saved = root, os.environ["LABTUI_ROOT"]
         try:

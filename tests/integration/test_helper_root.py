@@ -1,4 +1,4 @@
-"""The installed `labtui` command (labtui/launch.py) and its warm helper (labtui/helper.py).
+"""The installed `labtui` command (labtui/launcher/launch.py) and its warm helper (labtui/launcher/helper.py).
 
 The command must behave exactly as when it runs in its own process: output on the caller's own
 stdout and stderr, stdin, environment, exit codes, signals passed on, a killed caller taking its
@@ -39,7 +39,7 @@ def sock(root: str | None = None) -> Path:
 @pytest.fixture(scope="module")
 def helper():
     """A helper for this test run's state directory, stopped at the end."""
-    from labtui import helper as helper_mod
+    from labtui.launcher import helper as helper_mod
 
     launch("ps")  # no helper yet: runs here and starts one
     wait_for(lambda: sock().exists() and helper_pid(), timeout=20, what="the helper's socket")
@@ -193,7 +193,7 @@ def smaps(pid: int) -> dict[str, int]:
 
 def test_spares_copy_ahead_only_the_pages_commands_write(helper):
     """The spares are the helper's children (made by its maker with CLONE_PARENT) and, once
-    commands have taught them (labtui/pages.py), each copies the pages a command writes and no
+    commands have taught them (labtui/launcher/written_pages.py), each copies the pages a command writes and no
     others: a few MB of the helper's ~20 MB of private memory, where copying all of it was the
     rule."""
     for _ in range(3):
@@ -248,7 +248,7 @@ def test_helper_whose_run_directory_is_wiped_leaves():
         wait_for(lambda: helper_pid(root), timeout=20, what="a new helper")
 
 
-# ---- without a helper: the supervisor-to-be forked first (labtui/spare.py prefork) -------------
+# ---- without a helper: the supervisor-to-be forked first (labtui/launcher/spare.py prefork) -------------
 
 NO_HELPER = dict(os.environ, LABTUI_HELPER="0")
 

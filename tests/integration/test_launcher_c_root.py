@@ -1,6 +1,6 @@
-"""The installed `labtui` command in C (labtui/launcher.c, built by scripts/build-launcher).
+"""The installed `labtui` command in C (labtui/launcher/launcher.c, built by scripts/build-launcher).
 
-It must be indistinguishable from labtui/launch.py: the helper gets the caller's stdio,
+It must be indistinguishable from labtui/launcher/launch.py: the helper gets the caller's stdio,
 environment and directory, the exit code or the death by signal comes back, signals (^Z too)
 reach the command, and with no helper (or a stale one, or not root) the ordinary Python way runs.
 """
@@ -38,7 +38,7 @@ def launcher() -> str:
 
 @pytest.fixture(scope="module")
 def helper(launcher):
-    from labtui import helper as helper_mod
+    from labtui.launcher import helper as helper_mod
 
     # No helper yet: the C launcher execs the Python one, which runs `ps` and starts a helper.
     assert subprocess.run([launcher, "ps"], capture_output=True, timeout=60).returncode == 0

@@ -160,7 +160,7 @@ def test_none_network_does_not_import_pyroute2():
     out = labtui("run", "--rm", "busybox", "ip", "-o", "link").stdout
     assert "lo" in out and "eth0" not in out
     code = ("import sys, os; sys.argv=['labtui','run','--rm','busybox','true'];"
-            "from labtui.cli import main; rc=main(); print('pyroute2' in sys.modules)")
+            "from labtui.cli.main import main; rc=main(); print('pyroute2' in sys.modules)")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert p.stdout.strip().endswith("False"), p.stdout + p.stderr
 

@@ -35,7 +35,7 @@ if "strace" not in inspect.getsource(h) + inspect.getsource(supervisor):
         strace.finish_for_container(c)
         return ae(rec, c, cgroup, net)
     h.before_go, h.after_exit = before_go, after_exit
-from labtui.cli import main
+from labtui.cli.main import main
 sys.exit(main(sys.argv[1:]))
 """
 

@@ -34,7 +34,7 @@ def test_no_containers_left_by_the_tests():
 
 def test_no_processes_mounts_cgroups_links_or_netns_left():
     root = os.environ["LABTUI_ROOT"]
-    from labtui import helper
+    from labtui.launcher import helper
 
     helper.stop()  # the command's warm helper is ours to stop (and counted below if it stays)
     procs = _wait_gone(our_processes)

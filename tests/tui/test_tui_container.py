@@ -10,8 +10,8 @@ import os
 import pytest
 from textual.widgets import DataTable, Log, Static
 
-from labtui.app import LabApp
-from labtui.screens.container import ContainerScreen
+from labtui.tui.app import LabApp
+from labtui.tui.screens.container import ContainerScreen
 from tests.tui.conftest import cli, column, in_thread, run_d, until
 
 pytestmark = [pytest.mark.root, pytest.mark.usefixtures("tui_root")]

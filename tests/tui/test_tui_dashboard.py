@@ -8,10 +8,10 @@ import json
 import pytest
 from textual.widgets import Input
 
-from labtui.app import LabApp
-from labtui.screens.dashboard import DashboardScreen
-from labtui.screens.run_form import RunFormScreen
-from labtui.widgets.containers_table import ContainersTable
+from labtui.tui.app import LabApp
+from labtui.tui.screens.dashboard import DashboardScreen
+from labtui.tui.screens.run_form import RunFormScreen
+from labtui.tui.widgets.containers_table import ContainersTable
 from tests.tui.conftest import cli, column, in_thread, run_d, until
 
 pytestmark = [pytest.mark.root, pytest.mark.usefixtures("tui_root")]

@@ -9,12 +9,12 @@ import pytest
 from textual.widget import Widget
 from textual.widgets import DataTable, Footer, Header, TabbedContent
 
-from labtui.app import LabApp
-from labtui.screens.alerts import AlertsScreen
-from labtui.screens.container import PANELS, ContainerScreen
-from labtui.screens.dashboard import DashboardScreen
-from labtui.screens.help import HelpScreen
-from labtui.screens.run_form import RunFormScreen
+from labtui.tui.app import LabApp
+from labtui.tui.screens.alerts import AlertsScreen
+from labtui.tui.screens.container import PANELS, ContainerScreen
+from labtui.tui.screens.dashboard import DashboardScreen
+from labtui.tui.screens.help import HelpScreen
+from labtui.tui.screens.run_form import RunFormScreen
 from tests.tui.conftest import run_d, until
 
 SIZE = (80, 24)

@@ -1,4 +1,4 @@
-"""Browser mode: `python -m labtui.serve` serves the page and, over its websocket, a live labtui."""
+"""Browser mode: `python -m labtui.tui.serve` serves the page and, over its websocket, a live labtui."""
 
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ async def first_screen(port: int, timeout: float = 20) -> str:
 
 def test_serve_gives_the_page_and_a_live_app_over_the_websocket():
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "labtui.serve", "--host", "127.0.0.1", "--port", str(port)],
+    server = subprocess.Popen([sys.executable, "-m", "labtui.tui.serve", "--host", "127.0.0.1", "--port", str(port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ),
                               start_new_session=True)
     try:

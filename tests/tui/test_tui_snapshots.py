@@ -23,12 +23,12 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, Markdown
 
-from labtui import adapter
-from labtui.app import LabApp
-from labtui.screens.attacks import AttackLabScreen
-from labtui.screens.dashboard import DashboardScreen
-from labtui.screens.help import HelpScreen
-from labtui.screens.run_form import RunFormScreen
+from labtui.tui import adapter
+from labtui.tui.app import LabApp
+from labtui.tui.screens.attacks import AttackLabScreen
+from labtui.tui.screens.dashboard import DashboardScreen
+from labtui.tui.screens.help import HelpScreen
+from labtui.tui.screens.run_form import RunFormScreen
 from tests.tui.conftest import until
 
 SIZE = (80, 24)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from labtui import adapter
-from labtui.screens import alerts
-from labtui.widgets.explanations import EXPLAIN, FALLBACK, explain
+from labtui.tui import adapter
+from labtui.tui.screens import alerts
+from labtui.tui.widgets.explanations import EXPLAIN, FALLBACK, explain
 
 FIB_TRIE = """Main:
   +-- 0.0.0.0/0 3 0 5

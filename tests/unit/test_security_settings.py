@@ -77,7 +77,7 @@ def _args(**kw):
 
 
 def test_cli_run_extra_validates_and_normalises():
-    from labtui import cli_security
+    from labtui.cli.main import security as cli_security
 
     out = cli_security.run_extra(_args(cap_add=["sys_admin"], cap_drop=["CAP_NET_RAW"],
                                        security_opt=["no-new-privileges=false"], userns="private"))
@@ -90,7 +90,7 @@ def test_cli_run_extra_validates_and_normalises():
 
 
 def test_cli_parser_has_the_flags_and_commands():
-    from labtui import cli
+    from labtui.cli import main as cli
 
     ap = cli.build_parser()
     a = ap.parse_args(["run", "--cap-add", "NET_ADMIN", "--cap-drop", "ALL", "--privileged", "--security-opt",

@@ -1,4 +1,4 @@
-"""labtui/spare.py's hand-over of a container to a supervisor forked ahead of time."""
+"""labtui/launcher/spare.py's hand-over of a container to a supervisor forked ahead of time."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 import socket
 
 from engine import api
-from labtui import spare
+from labtui.launcher import spare
 
 
 def test_handover_sends_the_container_and_the_callers_fds_once():
@@ -50,7 +50,7 @@ def test_a_spare_that_died_means_an_ordinary_fork_and_no_stale_fd_to_close():
 
 
 def test_the_cold_launcher_guesses_a_network_from_the_words_only():
-    from labtui.launch import _wants_network
+    from labtui.launcher.launch import _wants_network
 
     assert _wants_network(["run", "--network", "bridge", "busybox"])
     assert _wants_network(["run", "--net=mynet", "busybox"])

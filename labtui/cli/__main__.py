@@ -1,0 +1,5 @@
+"""`python -m labtui.cli ARGS`: the command line, without the launcher."""
+
+from labtui.cli.main import entry
+
+entry()

@@ -1,0 +1,7 @@
+"""The Textual app: `sudo labtui` with no command, or `labtui serve` for a browser.
+
+`app.py` is the App (thin); `screens/` one module per screen; `widgets/` the panels; `adapter.py`
+the app's only view of the runtime (plain data from engine.api and engine's kernel readers, no
+Textual imports); `messages.py` what background workers post to the screens; `serve.py` the
+browser mode (textual-serve). Started by labtui.cli.main.open_app and by `python -m labtui.tui.app`.
+"""

@@ -77,7 +77,7 @@ def _args(**kw):
 
 
 def test_cli_run_extra_validates_and_normalises():
-    from labtui.cli.main import security as cli_security
+    from labtui.cli import security as cli_security
 
     out = cli_security.run_extra(_args(cap_add=["sys_admin"], cap_drop=["CAP_NET_RAW"],
                                        security_opt=["no-new-privileges=false"], userns="private"))

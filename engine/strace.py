@@ -215,6 +215,9 @@ def print_kept(c: Container, out) -> int:
     except FileNotFoundError:
         raise Conflict(f"container {c.name} is not running and has no kept trace: run it with --strace, "
                        f"or use labtui trace {c.name} while it runs") from None
+    # On stderr, so stdout is the trace alone (and the app, which runs `labtui trace` to attach,
+    # shows why nothing was attached).
+    print(f"labtui: container {c.name} is not running; its kept trace: {log}", file=sys.stderr, flush=True)
     with f:
         for line, _rec, _counted, starts in classify(f):
             if starts is not None:

@@ -165,6 +165,7 @@ def test_trace_of_an_exited_container_prints_its_kept_trace():
     wait_for(lambda: not stracers_of(cid), timeout=10, what="strace to finish")
     q = labtui("trace", "strace-kept")
     assert q.returncode == 0, q.stderr
+    assert "container strace-kept is not running; its kept trace: " in q.stderr
     out = q.stdout
     assert out.startswith("# labtui: run --strace, init pid ")
     assert 'write(1, "kept\\n", 5' in out  # maybe "<unfinished ...>": PID 1 makes a call in between

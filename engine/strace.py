@@ -352,7 +352,7 @@ def summarize(lines, program_only: bool = False) -> list[dict]:
     or with program_only only the program's (classify)."""
     acc: dict[str, list] = {}
     for _line, rec, counted, _starts in classify(lines):
-        if rec is None or rec["kind"] != "syscall" or not (counted or not program_only):
+        if rec is None or rec["kind"] != "syscall" or (program_only and not counted):
             continue
         a = acc.setdefault(rec["name"], [0, 0, 0.0])
         a[0] += 1

@@ -439,6 +439,7 @@ def _join(rec: Recorder, chan: _Chan, c: Container, req: ExecRequest, prepared: 
                   shell="# prctl(PR_SET_DUMPABLE, 0): until execve, nothing in the container may ptrace "
                         "this process or open its host fds through /proc/PID"):
         sc.prctl(sc.PR_SET_DUMPABLE, 0)
+    init.hide_host_args(rec, "labtui-exec", [], target="exec")  # its fork is in the container until execve
     kinds = ns_differences(init_pid)
     fds = _open_namespaces(rec, init_pid, kinds)
     # The PID we read could have been recycled between the status check and the opens: trust the

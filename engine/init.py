@@ -20,7 +20,7 @@ import sys
 import termios
 import time
 
-from engine import namespaces, procfs, rootfs, sched, security, userns
+from engine import namespaces, procfs, proctitle, rootfs, sched, security, userns
 from engine import syscalls as sc
 from engine.errors import EngineError, StepError
 from engine.record import dataclass, field
@@ -155,8 +155,27 @@ def join_cgroups(rec: Recorder, join_fds: list[tuple[int, str, str]]) -> None:
             os.close(fd)
 
 
+def hide_host_args(rec: Recorder, name: str, env: list[str], target: str = "init") -> None:
+    """/proc/PID/cmdline reads `name`, /proc/PID/environ `env`: nothing of the host's paths.
+
+    This process is a fork of a Python interpreter started on the host: its argv and environment
+    name the interpreter, labtui's checkout and the host's variables, and cmdline is readable by
+    every process of the container (engine/proctitle.py). Recorded, not fatal: a kernel without
+    CONFIG_CHECKPOINT_RESTORE refuses the call, and the container still runs.
+    """
+    try:
+        with rec.step("process", "prctl PR_SET_MM_MAP", target=target, value=f"cmdline {name!r}",
+                      shell=f"# prctl(PR_SET_MM, PR_SET_MM_MAP): /proc/self/cmdline reads {name}, "
+                            "environ the container's variables, as docker-init's"):
+            proctitle.set_cmdline_environ([name], env)
+    except StepError:
+        pass  # the step carries the errno
+
+
 def setup_container(rec: Recorder, plan: ChildPlan, chan: Channel) -> None:
     cfg = plan.config
+    # First: from here on a process of the container (an exec) could read our /proc/1/cmdline.
+    hide_host_args(rec, "labtui-init", list(cfg["env"]))
     rootfs.make_private(rec)
     root = plan.merged
     in_userns = userns.is_private(cfg)

@@ -8,10 +8,12 @@ needs nothing (no strace binary, no capabilities inside). Two ways in:
   init's fork of the command and the trace begins before the command's first instruction
   (including the init's own setup: mounts, pivot_root, ...).
 - `labtui trace NAME [-f]`: attach() to every process of a running container, until Ctrl-C or
-  the container's exit; strace detaches cleanly on SIGINT/SIGTERM.
+  the container's exit; strace detaches cleanly on SIGINT/SIGTERM. Of a container that is no
+  longer running, it prints the trace kept in its directory instead.
 
 Both append to <container dir>/strace.log (strace -f -tt -T: PID, wall time, call, result,
-time spent in the call); summary() turns it into per-syscall counts.
+time spent in the call); summary() turns it into per-syscall counts of the program's calls:
+classify() tells them from labtui's own (the init's, and everything before the command's execve).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from engine import state
@@ -162,7 +165,7 @@ def attach(ref: str, follow: bool = False, out=None) -> int:
     if st == state.PAUSED:
         raise Conflict(f"container {c.name} is paused: unpause it before tracing it")
     if st != state.RUNNING:
-        raise Conflict(f"container {c.name} is not running")
+        return print_kept(c, out or sys.stdout)
     pids = container_pids(c)
     traced = {p: t for p in pids if (t := tracer_pid(p))}
     if traced:
@@ -172,7 +175,7 @@ def attach(ref: str, follow: bool = False, out=None) -> int:
         raise Conflict(f"container {c.name} is not running")
     out = out or sys.stdout
     log = log_path(c)
-    _header(log, f"trace, pids {' '.join(map(str, pids))}")
+    _header(log, f"trace, pids {' '.join(map(str, pids))}, init pid {c.state['pid']}")
     pos = log.stat().st_size
     stop_sig: list[int] = []
 
@@ -200,6 +203,29 @@ def attach(ref: str, follow: bool = False, out=None) -> int:
             stop(proc, 0)
         for s, h in old.items():
             signal.signal(s, h)
+    return 0
+
+
+def print_kept(c: Container, out) -> int:
+    """The trace kept in the directory of a container that no longer runs (`run --strace`, or an
+    earlier `labtui trace`), with the point where the command starts marked."""
+    log = log_path(c)
+    try:
+        f = open(log, errors="replace")
+    except FileNotFoundError:
+        raise Conflict(f"container {c.name} is not running and has no kept trace: run it with --strace, "
+                       f"or use labtui trace {c.name} while it runs") from None
+    # On stderr, so stdout is the trace alone (and the app, which runs `labtui trace` to attach,
+    # shows why nothing was attached).
+    print(f"labtui: container {c.name} is not running; its kept trace: {log}", file=sys.stderr, flush=True)
+    with f:
+        for line, _rec, _counted, starts in classify(f):
+            if starts is not None:
+                out.write(f"# labtui: ---- the command starts here; the lines above, and every line of pid {starts}"
+                          " (labtui-init), are labtui setting up and running the container, left out of"
+                          " --summary ----\n")
+            out.write(line if line.endswith("\n") else line + "\n")
+    out.flush()
     return 0
 
 
@@ -280,14 +306,53 @@ def parse_line(line: str, pending: dict[int, str] | None = None) -> dict | None:
                    "duration": float(m["dur"]) if m["dur"] else None}
 
 
-def summarize(lines) -> list[dict]:
-    """Per-syscall totals, most time first (as `strace -c`): name, calls, errors, time (seconds
-    inside the call, from -T), usecs_per_call, percent (of all the time)."""
+# The headers labtui writes before each trace (_header): which kind of section follows, and its init.
+_HEADER = re.compile(r"^# labtui: (?P<kind>run --strace|trace)\b(?:.*?\binit pid (?P<init>\d+))?")
+
+
+def classify(lines) -> Iterator[tuple[str, dict | None, bool, int | None]]:
+    """Each line of a log as (line, record or None, counted, starts): counted when the call is the
+    program's, not labtui's; starts is the init's PID on the line where the command begins.
+
+    labtui's own lines: every call of the container's init (labtui-init: its set-up - mounts,
+    pivot_root, sethostname, prctl -, its PATH lookup and spawn, then wait4 and rt_sigtimedwait
+    for the container's whole life); and, after `run --strace`, everything before the command's
+    first successful execve (the spawned child runs glibc's and labtui's code up to it: signal
+    resets, stdio, no_new_privs, seccomp, capabilities). The init's PID and the kind of section
+    come from the `# labtui:` header of each start or attach; lines before any (older logs) count.
+    """
     pending: dict[int, str] = {}
-    acc: dict[str, list] = {}
+    init: int | None = None
+    started = True
     for line in lines:
         rec = parse_line(line, pending)
-        if rec is None or rec["kind"] != "syscall":
+        if rec is None:
+            m = _HEADER.match(line)
+            if m:
+                init = int(m["init"]) if m["init"] else None
+                started = m["kind"] != "run --strace"
+            yield line, None, False, None
+            continue
+        starts = None
+        if init is not None and rec["pid"] == init:
+            counted = False
+        elif started:
+            counted = True
+        elif rec["kind"] == "syscall" and rec["name"] == "execve" and rec["ret"] == "0":
+            started = counted = True  # the command's own execve is its first call
+            starts = init
+        else:
+            counted = False
+        yield line, rec, counted, starts
+
+
+def summarize(lines, program_only: bool = False) -> list[dict]:
+    """Per-syscall totals, most time first (as `strace -c`): name, calls, errors, time (seconds
+    inside the call, from -T), usecs_per_call, percent (of all the time). Every call of the lines,
+    or with program_only only the program's (classify)."""
+    acc: dict[str, list] = {}
+    for _line, rec, counted, _starts in classify(lines):
+        if rec is None or rec["kind"] != "syscall" or (program_only and not counted):
             continue
         a = acc.setdefault(rec["name"], [0, 0, 0.0])
         a[0] += 1
@@ -302,14 +367,15 @@ def summarize(lines) -> list[dict]:
     return out
 
 
-def summary(ref: str) -> list[dict]:
-    """Per-syscall counts parsed from the container's strace.log (every run in it)."""
+def summary(ref: str, runtime: bool = False) -> list[dict]:
+    """Per-syscall counts of the program's calls in the container's strace.log (every run in it);
+    with runtime, labtui's own calls too (classify)."""
     c = state.resolve(ref)
     log = log_path(c)
     if not log.exists():
         raise EngineError(f"container {c.name} has no trace yet: run it with --strace or use labtui trace {c.name}")
     with open(log, errors="replace") as f:
-        return summarize(f)
+        return summarize(f, program_only=not runtime)
 
 
 def format_table(rows: list[dict]) -> str:

@@ -80,14 +80,24 @@ def our_processes() -> list[tuple[int, str]]:
         except OSError:
             continue
         if comm in ("labtui-sup", "labtui-init", "labtui-helper", "labtui-worker", "labtui-spare"):
-            try:
-                with open(f"/proc/{name}/environ", "rb") as f:
-                    if mark not in f.read().split(b"\0"):
-                        continue
-            except OSError:
-                continue
-            out.append((int(name), comm))
+            if _started_under_our_root(name, comm, mark):
+                out.append((int(name), comm))
     return out
+
+
+def _started_under_our_root(pid: str, comm: str, mark: bytes) -> bool:
+    """Its environment names our LABTUI_ROOT; a container's init shows the container's environment
+    instead (engine/proctitle.py), so for it: its root filesystem's layers are under our root."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            if mark in f.read().split(b"\0"):
+                return True
+        if comm == "labtui-init":
+            with open(f"/proc/{pid}/mountinfo") as f:
+                return f"{os.environ['LABTUI_ROOT']}/lib/" in f.read()
+    except OSError:
+        pass
+    return False
 
 
 def force_cleanup() -> None:

@@ -66,9 +66,10 @@ def cmd_exec(args: argparse.Namespace) -> int:
 
 
 def _add_trace(sub) -> None:
-    p = sub.add_parser("trace", help="trace a running container's system calls from the host (strace)")
+    p = sub.add_parser("trace", help="trace a running container's system calls from the host (strace); "
+                                     "of a stopped one, print its kept trace")
     p.add_argument("-f", "--follow", action="store_true", help="also print the calls as they happen")
-    p.add_argument("--summary", action="store_true", help="per-syscall counts from the container's strace.log")
+    p.add_argument("--summary", action="store_true", help="per-syscall counts of the program's calls (strace.log)")
     p.add_argument("--format", choices=["table", "json"], default="table", help="output of --summary")
     p.add_argument("container")
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -50,6 +52,45 @@ def test_pid1_is_the_init_and_the_command_is_pid2():
     assert pid == "2"
     assert comm == "labtui-init"
     assert int(count) <= 4  # init, sh, and the pipeline: no host process is visible
+
+
+HOST_PATHS = [os.path.realpath(sys.executable), sys.executable, sys.prefix, "/opt/labtui-venv",
+              str(Path(__file__).resolve().parents[2]), os.environ["LABTUI_ROOT"], "PYTHONPATH", "LABTUI_"]
+
+
+@pytest.mark.parametrize("opts", [[], ["--userns", "private"], ["--nice", "5"]],
+                         ids=["default", "userns", "forked-command"])
+def test_pid1_shows_a_short_name_and_no_host_path(opts: list[str]):
+    """PID 1 is a fork of the supervisor (a Python on the host): its /proc/1/cmdline and environ
+    read labtui-init and the container's own variables, as docker-init's (engine/proctitle.py).
+    CAP_SYS_PTRACE lets the container read environ of its non-dumpable init at all."""
+    script = ("cat /proc/1/cmdline; echo '|ENV|'; cat /proc/1/environ; echo '|ALL|';"
+              " for p in /proc/[0-9]*; do cat $p/cmdline; echo; done")
+    p = labtui("run", "--rm", "--cap-add", "SYS_PTRACE", "-e", "LAB=1", *opts, "busybox", "sh", "-c", script)
+    cmdline, rest = p.stdout.split("|ENV|\n")
+    environ, every = rest.split("|ALL|\n")
+    assert cmdline == "labtui-init\0"
+    env = environ.rstrip("\n").rstrip("\0").split("\0")
+    if "private" in opts:  # CAP_SYS_PTRACE of the container's user namespace: not over the init's memory
+        assert env == [""] and "Permission denied" in p.stderr
+    else:
+        assert "LAB=1" in env and any(v.startswith("PATH=") for v in env), env
+    for text in (cmdline, environ, every):
+        leaked = [h for h in HOST_PATHS if h in text]
+        assert not leaked, (leaked, text)
+    # the other processes the container sees are its own: sh, cat, and nothing of labtui but PID 1
+    assert "labtui-init" in every and "python" not in every
+
+
+def test_an_exec_process_shows_no_host_path_before_its_execve():
+    """`labtui exec`'s process is a fork of the CLI inside the container until its execve: it
+    hides the CLI's argv and environment first (a step of the exec), as PID 1 does."""
+    cid = run_d("busybox", "sleep", "30")
+    out = labtui("exec", cid, "sh", "-c", "for p in /proc/[0-9]*; do cat $p/cmdline; echo; done").stdout
+    assert not [h for h in HOST_PATHS if h in out], out
+    steps = [json.loads(x) for x in labtui("steps", cid, "--format", "json").stdout.splitlines() if x.strip()]
+    hide = [s for s in steps if s["op"] == "prctl PR_SET_MM_MAP"]
+    assert [(s["target"], s["result"]) for s in hide] == [("init", "ok"), ("exec", "ok")], hide
 
 
 def test_hostname_and_etc_files():

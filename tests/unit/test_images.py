@@ -464,10 +464,10 @@ def test_static_elf_check(tmp_path: Path) -> None:
 
 
 def test_busybox_missing_or_dynamic(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(images, "BUSYBOX", str(root / "no-busybox"))
+    monkeypatch.setattr(images.busybox, "BUSYBOX", str(root / "no-busybox"))
     with pytest.raises(EngineError, match="apt-get install busybox-static"):
         images.resolve("busybox")
-    monkeypatch.setattr(images, "BUSYBOX", os.path.realpath(sys.executable))
+    monkeypatch.setattr(images.busybox, "BUSYBOX", os.path.realpath(sys.executable))
     with pytest.raises(EngineError, match="dynamically linked.*apt-get install busybox-static"):
         images.ensure_busybox()
     assert lib_snapshot() == []  # nothing was started

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from engine.strace import format_table, parse_line, summarize
+from engine.strace import classify, format_table, parse_line, summarize
 
 TRACE = """\
 # labtui: run --strace, init pid 100 at 2026-01-01T00:00:00Z
@@ -87,3 +87,29 @@ def test_summary_counts_calls_errors_and_time():
 def test_empty_trace():
     assert summarize([]) == []
     assert format_table([]).splitlines()[-1].split()[-1] == "total"
+
+
+def test_the_program_summary_leaves_labtui_out():
+    """After `run --strace`: the init's calls (pid 100) and what came before the command's execve
+    (the failed PATH lookup) are labtui's; from the execve that succeeded on, the program's."""
+    rows = {r["name"]: r for r in summarize(TRACE.splitlines(), program_only=True)}
+    assert rows["execve"]["calls"] == 1 and rows["execve"]["errors"] == 0
+    assert rows["write"]["calls"] == 2 and rows["exit_group"]["calls"] == 1
+    assert not {"read", "rt_sigtimedwait", "wait4", "clock_nanosleep"} & set(rows)
+
+
+def test_classify_marks_where_the_command_starts_and_knows_the_attached_init():
+    lines = TRACE.splitlines()
+    marks = [(line.split()[0], counted, starts) for line, rec, counted, starts in classify(lines) if rec]
+    assert marks[0] == ("100", False, None) and marks[1] == ("101", False, None)
+    assert marks[2] == ("101", True, 100)  # the execve that succeeded
+    assert [s for _p, _c, s in marks if s is not None] == [100]
+    # `labtui trace` of a running container: every process but the init is the program's already
+    attached = ["# labtui: trace, pids 7 9, init pid 7 at 2026-01-01T00:00:00Z",
+                "7  12:00:00.000001 wait4(-1, 0x7ffd, WNOHANG, NULL) = 0 <0.000002>",
+                "9  12:00:00.000002 clone(child_stack=NULL, flags=SIGCHLD) = 11 <0.000100>",
+                "11 12:00:00.000003 execve(\"/bin/sleep\", [\"sleep\", \"1\"], 0x7f /* 1 var */) = 0 <0.000300>"]
+    assert [r["name"] for r in summarize(attached, program_only=True)] == ["execve", "clone"]
+    # a log older than the init's PID in the header: everything counts
+    assert len(summarize(attached[1:] + ["# labtui: trace, pids 7 9 at 2026-01-01T00:00:00Z"] + attached[1:],
+                         program_only=True)) == 3

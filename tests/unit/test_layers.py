@@ -53,3 +53,50 @@ def test_a_deliberate_bad_import_breaks_the_check(tmp_path, module, bad_import, 
     assert p.returncode != 0, p.stdout
     broken = [ln for ln in p.stdout.splitlines() if ln.endswith("BROKEN") or " BROKEN (" in ln]
     assert any(contract in ln for ln in broken), p.stdout
+
+
+def _circles(graph, package: str) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan), among package's modules:
+    stricter than acyclic_siblings, it also sees a package's __init__ and its own submodule."""
+    mods = sorted(m for m in graph.modules if m == package or m.startswith(package + "."))
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    out: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph.find_modules_directly_imported_by(v):
+            if not (w == package or w.startswith(package + ".")):
+                continue
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for m in mods:
+        if m not in index:
+            visit(m)
+    return out
+
+
+@pytest.mark.parametrize("package", ["engine", "labtui", "lessons"])
+def test_no_module_imports_itself_through_others(package):
+    grimp = pytest.importorskip("grimp")
+    sys.path.insert(0, str(REPO))
+    try:
+        graph = grimp.build_graph(package, cache_dir=None)
+    finally:
+        sys.path.remove(str(REPO))
+    assert _circles(graph, package) == []

@@ -63,7 +63,7 @@ class CgroupHandle:
 def cgroup_handle(c: state.Container) -> CgroupHandle | None:
     try:
         return CgroupHandle(hooks.cgroup_driver(c, null_recorder()))
-    except EngineError:  # a driver the container's config asks for that this host lacks
+    except (EngineError, OSError):  # a driver its config asks for that this host lacks; no mountinfo
         return None
 
 

@@ -140,3 +140,25 @@ def parse_mountinfo(text: str) -> list[dict[str, str]]:
 def mountinfo(pid: int | str = "self", proc: str = PROC) -> list[dict[str, str]]:
     """The mount table as a process sees it ([] when the process is gone)."""
     return parse_mountinfo(read_text(f"{proc}/{pid}/mountinfo") or "")
+
+
+def cpu_ticks(pid: int, proc: str = PROC) -> int:
+    """CPU time the process used, utime + stime (fields 14 and 15 of /proc/PID/stat), in clock
+    ticks (os.sysconf("SC_CLK_TCK") a second); 0 when it is gone. The fields are counted after
+    the command name's closing parenthesis: the name itself may hold spaces and parentheses."""
+    try:
+        with open(f"{proc}/{pid}/stat", "rb") as f:
+            data = f.read()
+        rest = data[data.rindex(b")") + 2:].split()
+        return int(rest[11]) + int(rest[12])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def rss_pages(pid: int, proc: str = PROC) -> int:
+    """Resident pages of the process (second field of /proc/PID/statm); 0 when it is gone."""
+    text = read_text(f"{proc}/{pid}/statm")
+    try:
+        return int(text.split()[1]) if text else 0
+    except (ValueError, IndexError):
+        return 0

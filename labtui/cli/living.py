@@ -1,7 +1,7 @@
-"""CLI for working with a living container: `exec`, `trace`, and `run --strace`.
+"""CLI for working with a living container: `exec` and `trace` (`run --strace` is a flag in
+labtui.common.runopts).
 
 Layout (one section per command, so more commands can join):
-    add_run_options(p) / run_extra(args)   flags of run/create owned here
     add_commands(sub) -> {name: handler}   registers every command below
     cmd_<name>(args)                       one handler per command
 """
@@ -11,18 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-
-# ---- run/create options -------------------------------------------------------------------------
-
-
-def add_run_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--strace", action="store_true",
-                   help="trace the container's system calls from the host (strace -f) into its strace.log")
-
-
-def run_extra(args: argparse.Namespace) -> dict:
-    return {"strace": True} if getattr(args, "strace", False) else {}
-
 
 # ---- registration -------------------------------------------------------------------------------
 

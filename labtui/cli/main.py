@@ -12,15 +12,14 @@ import os
 import sys
 
 from engine.errors import EngineError
+from labtui.common import runopts
 
 EPILOG = "Run `sudo labtui` with no arguments to open the terminal app."
 
-# Each mechanism adds its own flags and subcommands from its own module:
-#   add_run_options(parser)      flags for run/create
-#   run_extra(args) -> dict      validated values, stored in the container's config
-#   add_commands(subparsers) -> dict[str, handler]
+# Each mechanism adds its own subcommands from its own module: add_commands(subparsers) ->
+# dict[str, handler]. The flags of run/create are in labtui.common.runopts, shared with the app.
 EXTENSIONS = ["labtui.cli.resources", "labtui.cli.network", "labtui.cli.security", "labtui.cli.living",
-              "labtui.cli.lifecycle", "labtui.cli.checkpoint"]
+              "labtui.cli.checkpoint"]
 
 
 _EXT_CACHE: list | None = None
@@ -41,26 +40,6 @@ def _extensions() -> list:
             mods.append(sys.modules[name])
     _EXT_CACHE = mods
     return mods
-
-
-def _add_run_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-i", "--interactive", action="store_true", help="keep STDIN open")
-    p.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-TTY")
-    p.add_argument("--name", help="assign a name to the container")
-    p.add_argument("-e", "--env", action="append", default=[], metavar="K=V", help="set an environment variable")
-    p.add_argument("-w", "--workdir", help="working directory inside the container")
-    p.add_argument("--hostname", help="container host name")
-    p.add_argument("-v", "--volume", action="append", default=[], metavar="HOST:CTR[:ro]", help="bind mount a volume")
-    p.add_argument("--read-only", action="store_true", help="mount the container's root filesystem read-only")
-    p.add_argument("--tmpfs", action="append", default=[], metavar="PATH", help="mount a tmpfs")
-    p.add_argument("--rm", action="store_true", help="remove the container when it exits")
-    p.add_argument("--entrypoint", help="override the image's entrypoint")
-    p.add_argument("--gate", action="store_true", help="hold every kernel step until released (labtui gate next)")
-    for ext in _extensions():
-        if hasattr(ext, "add_run_options"):
-            ext.add_run_options(p)
-    p.add_argument("image", help="image (busybox is built in)")
-    p.add_argument("command", nargs=argparse.REMAINDER, help="command and arguments")
 
 
 class _Formatter(argparse.HelpFormatter):
@@ -111,9 +90,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="create and start a container")
     p.add_argument("-d", "--detach", action="store_true", help="run in the background and print the ID")
-    _add_run_options(p)
+    runopts.add_run_options(p)
     p = sub.add_parser("create", help="create a container without starting it")
-    _add_run_options(p)
+    runopts.add_run_options(p)
 
     p = sub.add_parser("start", help="start stopped containers")
     p.add_argument("-a", "--attach", action="store_true", help="attach to output")
@@ -272,30 +251,10 @@ def open_app() -> int:
 
 # ---- commands ------------------------------------------------------------------------------------
 
-def opts_from_args(args: argparse.Namespace):
-    """RunOptions from parsed `run`/`create` arguments (also used by the app's run form)."""
-    from engine.spec import RunOptions
-
-    command = list(args.command)
-    if command and command[0] == "--":
-        command = command[1:]
-    extra: dict = {}
-    for ext in _extensions():
-        if hasattr(ext, "run_extra"):
-            extra.update(ext.run_extra(args))
-    return RunOptions(
-        extra=extra,
-        image=args.image, command=command, name=args.name, env=args.env, workdir=args.workdir,
-        hostname=args.hostname, volumes=args.volume, read_only=args.read_only, tmpfs=args.tmpfs,
-        tty=args.tty, interactive=args.interactive, detach=getattr(args, "detach", False),
-        autoremove=args.rm, gate=args.gate, entrypoint=args.entrypoint,
-    )
-
-
 def cmd_create(args: argparse.Namespace) -> int:
     from engine import api
 
-    c = api.create(opts_from_args(args))
+    c = api.create(runopts.from_args(args))
     print(c.id)
     return 0
 
@@ -303,7 +262,7 @@ def cmd_create(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from engine import api
 
-    opts = opts_from_args(args)
+    opts = runopts.from_args(args)
     c = api.create(opts)
     if opts.detach:
         try:

@@ -1,25 +1,11 @@
-"""CLI for networking: --network/--ip/--network-alias/-p on run/create; `network ...`; `system prune`."""
+"""CLI for networking: `network ...` and `system prune` (--network/--ip/--network-alias/-p of
+run/create are in labtui.common.runopts)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-
-
-def add_run_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--network", "--net", default="none", metavar="NET",
-                   help="bridge | none | host | a network's name (default: none, loopback only)")
-    p.add_argument("--ip", help="ask for this IPv4 address on the network")
-    p.add_argument("--network-alias", action="append", default=[], metavar="ALIAS",
-                   help="another name other containers on the network can use")
-    p.add_argument("-p", "--publish", action="append", default=[], metavar="[HOSTIP:]HOSTPORT:CPORT[/PROTO]",
-                   help="publish a container port on the host")
-
-
-def run_extra(args: argparse.Namespace) -> dict:
-    return {"network": args.network, "ip": args.ip, "aliases": list(args.network_alias),
-            "ports": list(args.publish)}
 
 
 def add_commands(sub) -> dict:

@@ -1,4 +1,5 @@
-"""CLI for resource control: limits on run/create, `update`, `stats`, `pause`/`unpause`, `info`."""
+"""CLI for resource control: `update`, `stats`, `pause`/`unpause`, `info` (the limit flags of
+run/create are in labtui.common.runopts)."""
 
 from __future__ import annotations
 
@@ -7,53 +8,12 @@ import json
 import sys
 import time
 
-LIMIT_FLAGS = [
-    (("-m", "--memory"), "memory", "memory limit (e.g. 64m, 1g)"),
-    (("--memory-swap",), "memory_swap", "memory+swap limit; -1 for unlimited swap"),
-    (("--cpus",), "cpus", "number of CPUs (CFS quota/period)"),
-    (("-c", "--cpu-shares"), "cpu_shares", "relative CPU weight (v2: converted to cpu.weight)"),
-    (("--cpuset-cpus",), "cpuset_cpus", "CPUs allowed (0-1,3)"),
-    (("--pids-limit",), "pids_limit", "maximum number of processes (-1 unlimited)"),
-    (("--blkio-weight",), "blkio_weight", "block I/O weight (10-1000) where the kernel has it"),
-]
-
-
-def _add_limits(p: argparse.ArgumentParser) -> None:
-    for flags, dest, help_ in LIMIT_FLAGS:
-        p.add_argument(*flags, dest=dest, default=None, help=help_)
-
-
-def add_run_options(p: argparse.ArgumentParser) -> None:
-    _add_limits(p)
-    p.add_argument("--nice", default=None, help="nice value of the command (-20..19)")
-    p.add_argument("--sched-policy", default=None, choices=["other", "batch", "idle", "fifo", "rr"],
-                   help="scheduling policy of the command")
-    p.add_argument("--sched-priority", default=None, help="real-time priority (1-99) for fifo/rr")
-
-
-def limits_from_args(args: argparse.Namespace) -> dict:
-    opts = {dest: getattr(args, dest) for _, dest, _ in LIMIT_FLAGS if getattr(args, dest) is not None}
-    if not opts:
-        return {}
-    from engine.cgroups.limits import limits_from_options
-
-    return limits_from_options(**opts).to_dict()
-
-
-def run_extra(args: argparse.Namespace) -> dict:
-    out: dict = {}
-    limits = limits_from_args(args)
-    if limits:
-        out["limits"] = limits
-    for key in ("nice", "sched_policy", "sched_priority"):
-        if getattr(args, key) is not None:
-            out[key] = getattr(args, key)
-    return out
+from labtui.common.runopts import add_limits, limits_from_args
 
 
 def add_commands(sub) -> dict:
     p = sub.add_parser("update", help="change a running container's limits")
-    _add_limits(p)
+    add_limits(p)
     p.add_argument("containers", nargs="+")
     p = sub.add_parser("stats", help="live resource usage read from the cgroup files")
     p.add_argument("--no-stream", action="store_true", help="print one reading and exit")

@@ -1,40 +1,12 @@
-"""CLI for isolation and security: capabilities, no_new_privs, seccomp, user namespaces, devices,
-`seccomp show` and the attack lab (`attack list`, `attack run`)."""
+"""CLI for isolation and security: `seccomp show` and the attack lab (`attack list`, `attack run`).
+The run/create flags (capabilities, no_new_privs, seccomp, user namespaces, devices) are in
+labtui.common.runopts."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-
-
-def add_run_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--cap-add", action="append", default=[], metavar="CAP",
-                   help="add a Linux capability (NET_ADMIN, CAP_SYS_PTRACE, ALL)")
-    p.add_argument("--cap-drop", action="append", default=[], metavar="CAP",
-                   help="drop a Linux capability (ALL drops every one)")
-    p.add_argument("--privileged", action="store_true",
-                   help="every capability, no seccomp, no masked paths, no device cgroup")
-    p.add_argument("--security-opt", action="append", default=[], metavar="OPT",
-                   help="no-new-privileges[=true|false], seccomp=PROFILE.json|unconfined, systempaths=unconfined")
-    p.add_argument("--userns", default=None, choices=["host", "private"],
-                   help="private: container root is an unprivileged host uid (default host)")
-    p.add_argument("--device", action="append", default=[], metavar="HOST[:CTR][:rwm]",
-                   help="add a host device to the container")
-
-
-DEFAULT_SECURITY = {"privileged": False, "cap_add": [], "cap_drop": []}
-
-
-def run_extra(args: argparse.Namespace) -> dict:
-    if not (args.cap_add or args.cap_drop or args.privileged or args.security_opt or args.device
-            or args.userns not in (None, "host")):
-        # The defaults, without importing the security modules (ctypes and all) on every run.
-        return {"security": dict(DEFAULT_SECURITY), "userns": "host"}
-    from engine import security, userns
-
-    sec = security.security_config(args.cap_add, args.cap_drop, args.privileged, args.security_opt, args.device)
-    return {"security": sec, "userns": userns.validate_mode(args.userns)}
 
 
 def add_commands(sub) -> dict:

@@ -59,11 +59,7 @@ class LabApp(App):
         self.post_message(EventsArrived(tail.read(), historic=True))
         while not worker.is_cancelled:
             worker.cancelled_event.wait(EVENTS_TICK)
-            try:
-                events = tail.read()
-            except Exception as e:  # noqa: BLE001 - try again next tick
-                self.log.warning(f"reading the event stream: {e}")
-                continue
+            events = tail.read()  # [] while the stream cannot be read: tried again next tick
             if events:
                 self.post_message(EventsArrived(events))
 

@@ -38,7 +38,6 @@ FACTS = {
     "cgroups": "unified v2 at /sys/fs/cgroup (cpuset cpu io memory pids)",
     "state": f"{ROOT}/lib",
     "runtime": f"{ROOT}/run",
-    "not yet": "-",
 }
 
 

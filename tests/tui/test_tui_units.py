@@ -1,4 +1,6 @@
-"""Pure parts of the app: decoders, parsers, the stream tail, alerts, explanations (no root)."""
+"""Pure parts of the app: decoders, the stream tail, the run form, alerts, explanations (no root).
+The kernel file parsers the app reads through are tested with the engine (tests/unit/test_network_procnet.py,
+tests/unit/test_ipc.py)."""
 
 from __future__ import annotations
 
@@ -7,41 +9,6 @@ import json
 from labtui.tui import adapter
 from labtui.tui.screens import alerts
 from labtui.tui.widgets.explanations import EXPLAIN, FALLBACK, explain
-
-FIB_TRIE = """Main:
-  +-- 0.0.0.0/0 3 0 5
-     |-- 0.0.0.0
-        /0 universe UNICAST
-     +-- 172.18.0.0/16 2 0 2
-        |-- 172.18.0.0
-           /16 link UNICAST
-Local:
-  +-- 0.0.0.0/0 3 0 5
-     +-- 127.0.0.0/8 2 0 2
-        |-- 127.0.0.0
-           /8 host LOCAL
-        |-- 127.0.0.1
-           /32 host LOCAL
-     |-- 172.18.0.5
-        /32 host LOCAL
-     |-- 172.18.255.255
-        /32 link BROADCAST
-"""
-
-NET_DEV = """Inter-|   Receive |  Transmit
- face |bytes packets errs drop fifo frame compressed multicast|bytes packets errs drop fifo colls carrier compressed
-    lo: 140 2 0 0 0 0 0 0 140 2 0 0 0 0 0 0
-  eth0: 1076 12 0 0 0 0 0 0 626 7 0 0 0 0 0 0
-"""
-
-ROUTE = """Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT
-eth0\t00000000\t010012AC\t0003\t0\t0\t0\t00000000\t0\t0\t0
-eth0\t000012AC\t00000000\t0001\t0\t0\t0\t0000FFFF\t0\t0\t0
-"""
-
-SHM = """ key shmid perms size cpid lpid nattch uid gid cuid cgid atime dtime ctime rss swap
- 0 3 1600 4096 100 100 1 0 0 0 0 0 0 1700000000 0 0
-"""
 
 
 def test_decode_caps_names_bits_as_capabilities_7():
@@ -52,25 +19,6 @@ def test_decode_caps_names_bits_as_capabilities_7():
     assert adapter.decode_caps(1 << 40) == ["cap_checkpoint_restore"]
     assert adapter.decode_caps(1 << 63) == ["cap_63"]
     assert len(adapter.decode_caps("000001ffffffffff")) == 41
-
-
-def test_network_parsers():
-    assert adapter.parse_fib_local(FIB_TRIE) == ["127.0.0.1", "172.18.0.5"]
-    ifaces = adapter.parse_net_dev(NET_DEV)
-    assert [(i.name, i.rx_bytes, i.tx_packets) for i in ifaces] == [("lo", 140, 2), ("eth0", 1076, 7)]
-    routes = adapter.parse_routes(ROUTE)
-    assert routes[0] == ("eth0", "0.0.0.0", "172.18.0.1", "0.0.0.0")
-    assert routes[1] == ("eth0", "172.18.0.0", "0.0.0.0", "255.255.0.0")
-    assert adapter._iface_for("172.18.0.5", routes) == "eth0"
-    assert adapter._iface_for("127.0.0.1", routes) == "lo"
-
-
-def test_sysvipc_parser():
-    objs = adapter.parse_sysvipc("shm", SHM)
-    assert len(objs) == 1
-    assert (objs[0].kind, objs[0].id, objs[0].perms, objs[0].size, objs[0].key) == ("shm", "3", "1600", "4096",
-                                                                                      "0x00000000")
-    assert adapter.parse_sysvipc("msg", "") == []
 
 
 def test_tail_batches_appended_records_and_keeps_partial_lines(tmp_path):

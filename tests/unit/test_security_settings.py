@@ -1,4 +1,4 @@
-"""--security-opt parsing, the settings a config resolves to, the CLI's run_extra, user namespace
+"""--security-opt parsing, the settings a config resolves to, the run options' security_extra, user namespace
 mappings, the device allowlist, and the order of operations before execve."""
 
 from __future__ import annotations
@@ -77,16 +77,16 @@ def _args(**kw):
 
 
 def test_cli_run_extra_validates_and_normalises():
-    from labtui.cli import security as cli_security
+    from labtui.common import runopts
 
-    out = cli_security.run_extra(_args(cap_add=["sys_admin"], cap_drop=["CAP_NET_RAW"],
+    out = runopts.security_extra(_args(cap_add=["sys_admin"], cap_drop=["CAP_NET_RAW"],
                                        security_opt=["no-new-privileges=false"], userns="private"))
     assert out["userns"] == "private"
     assert out["security"]["cap_add"] == ["CAP_SYS_ADMIN"] and out["security"]["cap_drop"] == ["CAP_NET_RAW"]
     assert out["security"]["no_new_privileges"] is False
-    assert cli_security.run_extra(_args())["userns"] == "host"
+    assert runopts.security_extra(_args())["userns"] == "host"
     with pytest.raises(InvalidArgument, match="unknown capability"):
-        cli_security.run_extra(_args(cap_add=["SYS_EVERYTHING"]))
+        runopts.security_extra(_args(cap_add=["SYS_EVERYTHING"]))
 
 
 def test_cli_parser_has_the_flags_and_commands():

@@ -1,5 +1,5 @@
 """The attack lab: the escapes engine.attacks knows, each runnable under a weakened profile
-(it should escape) and the default one (it should be stopped), or a note while there is no lab."""
+(it should escape) and the default one (it should be stopped)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,6 @@ from textual.widgets import DataTable, Footer, Header, Static
 from labtui.tui import adapter
 from labtui.tui.messages import ActionDone
 from labtui.tui.widgets.background import run_in_background
-
-NOT_YET = ("The attack lab is not available yet: this build has no engine.attacks module. When it lands, "
-           "this screen lists each attack (container escapes, fork bombs, capability abuse) and the "
-           "mechanism that stops it.")
 
 
 def attack_text(a: adapter.AttackInfo) -> Text:
@@ -68,10 +64,6 @@ class AttackLabScreen(Screen):
         table.add_column("TITLE", key="title")
         items = adapter.attacks()
         note = self.query_one("#attacks-note", Static)
-        if items is None:
-            note.update(NOT_YET)
-            table.display = False
-            return
         self.items = items
         note.update(f"{len(items)} attacks. w runs the selected one weakened (it should escape), D under the "
                     "default profile (it should be stopped). Each run starts real containers.")

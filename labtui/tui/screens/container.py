@@ -119,11 +119,7 @@ class ContainerScreen(Screen):
         next_snapshot = 0.0
         while not worker.is_cancelled:
             for tail, message in tails:
-                try:
-                    records = tail.read()
-                except Exception as e:  # noqa: BLE001 - a stream that cannot be read this tick
-                    records = []
-                    self.log.warning(f"reading {tail.path}: {e}")
+                records = tail.read()  # [] while the stream cannot be read: tried again next tick
                 if records:
                     self.post_message(message(records))
             now = time.monotonic()
@@ -140,7 +136,7 @@ class ContainerScreen(Screen):
                 continue
             try:
                 self.post_message(PanelData(name, fetch(self.cid)))
-            except Exception as e:  # noqa: BLE001 - one bad reading must not end the feed
+            except adapter.ERRORS as e:  # one bad reading (a container going away) must not end the feed
                 self.post_message(PanelData("error", f"{name}: {type(e).__name__}: {e}"))
 
     # -- messages from the feed -----------------------------------------------------------------

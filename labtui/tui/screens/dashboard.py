@@ -43,9 +43,6 @@ def facts_text(facts: dict[str, str], rows: list[adapter.ContainerRow]) -> Text:
     t.append(facts.get("state", "?"))
     t.append("  runtime ", style="bold")
     t.append(facts.get("runtime", "?"))
-    if facts.get("not yet", "-") != "-":
-        t.append("\nnot available yet: ", style="bold")
-        t.append(facts["not yet"], style="dim")
     return t
 
 
@@ -96,7 +93,7 @@ class DashboardScreen(Screen):
             t0 = time.monotonic()
             try:
                 msg = ContainersPolled(sampler.rows())
-            except Exception as e:  # noqa: BLE001 - a container half-created or half-removed
+            except adapter.ERRORS as e:  # a container half-created or half-removed: next poll
                 msg = ContainersPolled([], error=f"{type(e).__name__}: {e}")
             self.post_message(msg)
             worker.cancelled_event.wait(max(0.0, POLL_EVERY - (time.monotonic() - t0)))
@@ -210,13 +207,8 @@ class DashboardScreen(Screen):
         if cid is None:
             return
         try:
-            argv = adapter.shell_argv(cid)
-        except adapter.NotAvailable as e:
-            self.notify(str(e), severity="warning")
-            return
-        try:
             with self.app.suspend():
-                subprocess.run(argv, check=False)
+                subprocess.run(adapter.shell_argv(cid), check=False)
         except SuspendNotSupported:
             self.notify("This terminal cannot be suspended (browser mode): use labtui exec from a shell.",
                         severity="warning")

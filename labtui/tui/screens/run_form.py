@@ -1,8 +1,8 @@
 """The run form: a modal that returns an adapter.RunForm (or None when cancelled).
 
 Only the common fields have their own inputs; every other `labtui run` flag (limits, network,
-ports, security, added by each mechanism's CLI module) goes in "more flags", parsed by the CLI's
-own parser so the form never falls behind the command line.
+ports, security) goes in "more flags", parsed by the options the command line itself uses
+(labtui.common.runopts), so the form never falls behind the command line.
 """
 
 from __future__ import annotations

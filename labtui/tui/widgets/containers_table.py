@@ -6,6 +6,7 @@ import time
 
 from rich.text import Text
 from textual.widgets import DataTable
+from textual.widgets.data_table import CellDoesNotExist
 
 from labtui.tui.adapter import ContainerRow, human_bytes
 
@@ -88,7 +89,7 @@ class ContainersTable(DataTable):
             return None
         try:
             key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key
-        except Exception:  # noqa: BLE001 - cursor outside the table while rows change
+        except CellDoesNotExist:  # cursor outside the table while rows change
             return None
         return str(key.value) if key.value is not None else None
 

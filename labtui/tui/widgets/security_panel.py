@@ -56,7 +56,7 @@ def security_text(view: adapter.SecurityView) -> Text:
         t.append("configured: ", style="bold")
         t.append(", ".join(f"{k}={v}" for k, v in view.config.items()))
     else:
-        t.append("No security options in the container's config (not available yet or defaults).", style="dim")
+        t.append("No security options in the container's config (the defaults).", style="dim")
     return t
 
 

@@ -85,7 +85,7 @@ class StracePanel(Panel):
         if not isinstance(data, adapter.StraceView):
             return
         note = self.query_one("#strace-note", Static)
-        if not data.available or data.message:
+        if data.message:
             note.update(Text(f"strace summary: {data.message}", style="yellow"))
         else:
             note.update(Text("system calls of the container's processes, traced from the host by strace -f "

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from engine import paths
 from engine.errors import Conflict, InvalidArgument, NotFound
+from engine.network.procnet import parse_routes
 
 DEFAULT_NETWORK = "bridge"
 DEFAULT_BRIDGE = "labtui0"
@@ -216,20 +217,13 @@ def host_routes(route_file: str = "/proc/net/route") -> list[tuple[str, ipaddres
     Why /proc/net/route and not netlink: it is a file read, so choosing a subnet costs no
     pyroute2 import, and the main table is where connected and LAN routes live.
     """
-    out: list[tuple[str, ipaddress.IPv4Network]] = []
     try:
         with open(route_file) as f:
-            lines = f.read().splitlines()[1:]
+            text = f.read()
     except FileNotFoundError:
-        return out
-    for line in lines:
-        fields = line.split()
-        if len(fields) < 8:
-            continue
-        iface, dest_hex, mask_hex = fields[0], fields[1], fields[7]
-        # The file prints the address as the host-order integer of a network-order value.
-        dest = ipaddress.IPv4Address(int.from_bytes(int(dest_hex, 16).to_bytes(4, "little"), "big"))
-        mask = ipaddress.IPv4Address(int.from_bytes(int(mask_hex, 16).to_bytes(4, "little"), "big"))
+        return []
+    out: list[tuple[str, ipaddress.IPv4Network]] = []
+    for iface, dest, _gateway, mask in parse_routes(text):
         net = ipaddress.IPv4Network(f"{dest}/{mask}", strict=False)
         if net.prefixlen == 0:
             continue  # the default route "overlaps" everything; it is not a conflict

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from engine.attacks.base import PROFILES, Lab
+from engine.attacks.catalogue import get
 from engine.errors import InvalidArgument
 
 
@@ -14,12 +15,12 @@ def run(name: str, profile: str) -> dict:
     escaped is True when the payload's effect was verified from the host (a marker, a secret, a
     changed file), False when it failed, None when the attack was skipped on this host.
     """
-    from engine import api, attacks
+    from engine import api
 
     if profile not in PROFILES:
         raise InvalidArgument(f"invalid --profile {profile!r}: weak or default")
     api.require_root()
-    attack = attacks.get(name)
+    attack = get(name)
     result = {"attack": attack.name, "title": attack.title, "cve": attack.cve or None, "profile": profile,
               "weakening": attack.weak if profile == "weak" else None, "technique": attack.technique}
     lab = Lab(attack.name, profile)

@@ -1,7 +1,8 @@
 """The engine's facade: one function per lifecycle verb, used by the CLI and the terminal app.
 
-Nothing in the engine imports this module: the verbs are built from the modules below it, and
-the facade re-exports the names its callers use from there:
+No module below it imports it (the attack lab, engine/attacks/, is a client above it, like the
+CLI): the verbs are built from the modules below, and the facade re-exports the names its callers
+use from there:
 
     engine/spawn.py      starting a supervisor, reading its first report
     engine/process.py    signalling and waiting (pidfds), the main PID
@@ -35,7 +36,13 @@ from engine.spec import RunOptions
 from engine.state import Container
 from engine.teardown import empty_trash, remove, teardown
 
-__all__ = [  # what the facade re-exports from the modules below it, besides its own verbs
+__all__ = [
+    # the verbs and helpers defined here
+    "boot_sweep", "cgroup_paths", "checkpoint", "create", "host_info", "host_recorder", "inspect", "kill",
+    "list_containers", "network_settings", "network_users", "on_startup", "pause", "require_root", "restart",
+    "restore", "start", "stats_snapshot", "stop", "system_prune", "top", "unpause", "update", "validate_extra",
+    "validate_network", "wait", "write_etc_files",
+    # re-exported from the modules below
     "FORK_CLOSE_FDS", "SIGNAL_ALIASES", "empty_trash", "follow_logs", "gate_pending", "gate_release",
     "main_pid", "parse_signal", "read_logs", "read_status", "remove", "send_signal", "spawn_supervisor",
     "teardown", "wait_pid_exit", "wait_recorded",

@@ -12,7 +12,7 @@ import select
 import signal
 import time
 
-from engine import procfs, state
+from engine import state
 from engine.errors import Conflict, InvalidArgument, NotFound
 from engine.state import Container
 
@@ -98,4 +98,6 @@ def wait_recorded(c: Container, timeout: float = 5) -> Container:
 
 def main_pid(c: Container) -> int | None:
     """The command's host PID: the child of our init."""
+    from engine import procfs  # only kill needs it: kept off every command's import
+
     return procfs.first_child(c.state.get("pid"))

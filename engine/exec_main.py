@@ -30,6 +30,7 @@ from engine.errors import EngineError, InvalidArgument
 
 
 def terminal_size(fd: int | None = None) -> tuple[int, int] | None:
+    """(rows, cols) of fd's terminal, else of the first of stdin, stdout, stderr that is one."""
     for cand in ((fd,) if fd is not None else (0, 1, 2)):
         try:
             sz = os.get_terminal_size(cand)
@@ -52,7 +53,7 @@ def exec_in(ref: str, argv: list[str], *, tty: bool = False, interactive: bool =
     if tty and winsize is None:
         winsize = terminal_size()
     req = exec_.ExecRequest(list(argv), tty=tty, interactive=interactive, detach=detach, env=list(env or []),
-                      user=user, workdir=workdir, winsize=winsize)
+                            user=user, workdir=workdir, winsize=winsize)
     proc = exec_.start(ref, req)
     if detach:
         return 0

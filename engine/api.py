@@ -1,18 +1,52 @@
-"""The engine's facade: one function per lifecycle verb, used by the CLI and the terminal app."""
+"""The engine's facade: one function per lifecycle verb, used by the CLI and the terminal app.
+
+No module below it imports it (the attack lab, engine/attacks/, is a client above it, like the
+CLI): the verbs are built from the modules below, and the facade re-exports the names its callers
+use from there:
+
+    engine/spawn.py      starting a supervisor, reading its first report
+    engine/process.py    signalling and waiting (pidfds), the main PID
+    engine/teardown.py   rm: everything a container owns, taken down
+    engine/logs.py       the json-file log, read
+    engine/gate.py       the step gate, released
+"""
 
 from __future__ import annotations
 
 import json
 import os
-import select
 import signal
 import time
-from collections.abc import Iterator
 
 from engine import events, paths, state
 from engine.errors import Conflict, EngineError, InvalidArgument, NotFound
+from engine.gate import gate_pending, gate_release
+from engine.logs import follow_logs, read_logs
+from engine.process import (
+    SIGNAL_ALIASES,
+    main_pid,
+    parse_signal,
+    send_signal,
+    term_then_kill,
+    wait_pid_exit,
+    wait_recorded,
+)
+from engine.spawn import FORK_CLOSE_FDS, read_status, spawn_supervisor
 from engine.spec import RunOptions
 from engine.state import Container
+from engine.teardown import empty_trash, remove, teardown
+
+__all__ = [
+    # the verbs and helpers defined here
+    "boot_sweep", "cgroup_paths", "checkpoint", "create", "host_info", "host_recorder", "inspect", "kill",
+    "list_containers", "network_settings", "network_users", "on_startup", "pause", "require_root", "restart",
+    "restore", "start", "stats_snapshot", "stop", "system_prune", "top", "unpause", "update", "validate_extra",
+    "validate_network", "wait", "write_etc_files",
+    # re-exported from the modules below
+    "FORK_CLOSE_FDS", "SIGNAL_ALIASES", "empty_trash", "follow_logs", "gate_pending", "gate_release",
+    "main_pid", "parse_signal", "read_logs", "read_status", "remove", "send_signal", "spawn_supervisor",
+    "teardown", "wait_pid_exit", "wait_recorded",
+]
 
 
 def require_root() -> None:
@@ -22,9 +56,36 @@ def require_root() -> None:
 
 def on_startup() -> None:
     """Once per boot, bring back containers whose restart policy says so (docker's daemon start)."""
-    from engine import restart
+    boot_sweep()
 
-    restart.boot_sweep()
+
+def boot_sweep() -> list[str]:
+    """What docker's daemon does when it starts: after a reboot, start again the containers
+    whose policy is `always`, or `unless-stopped` and not stopped by hand (engine/restart.py's
+    rules). labtui has no daemon, so the first labtui command of a boot does it (a boot id stamp
+    under /var/lib/labtui)."""
+    stamp = paths.lib_dir() / "boot_id"
+    try:
+        if stamp.read_text().strip() == state.boot_id():
+            return []
+    except FileNotFoundError:
+        pass
+    if not paths.lib_dir().exists():
+        return []
+    stamp.write_text(state.boot_id() + "\n")
+    started = []
+    for c in state.all_containers():
+        pol = (c.config.get("restart") or {}).get("name", "no")
+        if c.status != state.EXITED or pol not in ("always", "unless-stopped"):
+            continue
+        if pol == "unless-stopped" and c.state.get("manual_stop"):
+            continue
+        try:
+            start(c.id)
+            started.append(c.id)
+        except Exception:  # one broken container must not stop the others or the command
+            continue
+    return started
 
 
 # ---- create --------------------------------------------------------------------------------------
@@ -187,7 +248,7 @@ def start(ref: str | Container, client=None, winsize: tuple[int, int] | None = N
     if c.state.get("manual_stop") or c.state.get("kill_requested"):
         state.update_state(c.id, manual_stop=None, kill_requested=None)
     status_r, sup_pid = spawn_supervisor(c.id, client, winsize, c)
-    msg = _read_status(status_r, c)
+    msg = read_status(status_r, c)
     if msg.get("t") == "error":
         err = EngineError(msg.get("message", "container failed to start"), exit_code=int(msg.get("exit_code", 125)))
         err.supervisor_pid = sup_pid  # type: ignore[attr-defined]
@@ -200,141 +261,7 @@ def start(ref: str | Container, client=None, winsize: tuple[int, int] | None = N
     return c
 
 
-# Descriptors of the calling process that a supervisor forked from it must not keep open, such as
-# the connection of the client a labtui helper's worker serves (labtui/launcher/helper.py).
-FORK_CLOSE_FDS: list[int] = []
-
-# When set: (cid, status write fd, client socket, winsize) -> the PID of a process that becomes the
-# container's supervisor, or None to fork one as usual. labtui's helper hands its pre-forked spare
-# this way (labtui/launcher/helper.py); the engine itself never sets it.
-SUPERVISOR_SPAWNER = None
-
-
-def spawn_supervisor(cid: str, client, winsize, container: Container | None = None) -> tuple[int, int]:
-    """Start the container's supervisor in its own session; returns (status fd, its pid).
-
-    Forking without exec is the fast path (no interpreter start-up) and is safe only when the
-    caller has a single thread; the terminal app has several, so it gets fork+exec.
-    """
-    import sys
-
-    # A process that never imported threading has no threads to worry about (and need not pay
-    # for the import).
-    threading = sys.modules.get("threading")
-    r, w = os.pipe2(os.O_CLOEXEC)
-    pid = SUPERVISOR_SPAWNER(cid, w, client, winsize) if SUPERVISOR_SPAWNER is not None else None
-    if pid:
-        pass  # a process that was waiting for this took it over (labtui/launcher/helper.py's spare)
-    elif threading is None or threading.active_count() == 1:
-        pid = os.fork()
-        if pid == 0:
-            code = 125
-            try:
-                os.close(r)
-                for fd in FORK_CLOSE_FDS:
-                    os.close(fd)
-                from engine import supervisor
-
-                supervisor.become_supervisor()
-                code = supervisor.run(cid, w, client, winsize, container)
-            finally:
-                os._exit(code)
-    else:
-        import subprocess
-
-        args = [sys.executable, "-m", "engine.supervisor", cid, str(w)]
-        fds = [w]
-        if client is not None:
-            args.append(str(client.fileno()))
-            fds.append(client.fileno())
-        elif winsize:
-            args.append("-")
-        if winsize:
-            args += [str(winsize[0]), str(winsize[1])]
-        pid = subprocess.Popen(args, pass_fds=fds, start_new_session=True,
-                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL).pid
-        _reap_later(pid)
-    os.close(w)
-    return r, pid
-
-
-def _reap_later(pid: int) -> None:
-    import threading
-
-    def reap() -> None:
-        try:
-            os.waitpid(pid, 0)
-        except ChildProcessError:
-            pass
-
-    threading.Thread(target=reap, daemon=True).start()
-
-
-def _read_status(fd: int, c: Container) -> dict:
-    buf = b""
-    try:
-        while b"\n" not in buf:
-            chunk = os.read(fd, 4096)
-            if not chunk:
-                break
-            buf += chunk
-    finally:
-        os.close(fd)
-    if not buf.strip():
-        raise EngineError(f"the supervisor of {c.name} exited during start; see {c.dir}/supervisor.log")
-    return json.loads(buf.split(b"\n")[0])
-
-
 # ---- signals, stop, kill -------------------------------------------------------------------------
-
-SIGNAL_ALIASES = {"KILL": signal.SIGKILL, "TERM": signal.SIGTERM}
-
-
-def parse_signal(s: str) -> int:
-    s = s.strip().upper()
-    if s.isdigit():
-        n = int(s)
-        if n in signal.Signals._value2member_map_:
-            return n
-    else:
-        name = s if s.startswith("SIG") else "SIG" + s
-        try:
-            return int(signal.Signals[name])
-        except KeyError:
-            pass
-    raise InvalidArgument(f"invalid signal '{s}'")
-
-
-def send_signal(c: Container, sig: int, pid: int | None = None) -> None:
-    """Signal a recorded PID through a pidfd (pidfd_send_signal(2)): once the pidfd is open the
-    number cannot be recycled under us, closing the race a plain kill(2) has."""
-    from engine.steps import container_recorder
-
-    target = pid or c.state.get("pid")
-    if not target or not c.init_alive():
-        raise Conflict(f"container {c.name} is not running")
-    rec = container_recorder(c.id)
-    name = signal.Signals(sig).name
-    with rec.step("signal", "pidfd_send_signal", target=f"pid {target}", value=name,
-                  shell=f"kill -{name[3:]} {target}"):
-        fd = os.pidfd_open(target)
-        try:
-            signal.pidfd_send_signal(fd, sig)
-        finally:
-            os.close(fd)
-
-
-def wait_pid_exit(pid: int, timeout: float | None) -> bool:
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return True
-    try:
-        r, _, _ = select.select([fd], [], [], timeout)
-        return bool(r)
-    finally:
-        os.close(fd)
-
 
 def stop(ref: str, timeout: float = 10) -> Container:
     """SIGTERM to PID 1 (which forwards it), wait `timeout` seconds, then SIGKILL (docker stop)."""
@@ -349,51 +276,12 @@ def stop(ref: str, timeout: float = 10) -> Container:
     for _ in range(3):  # a restart may have begun just before the mark was seen
         c = state.load(c.id)
         if c.init_alive():
-            _term_then_kill(c, timeout)
+            term_then_kill(c, timeout)
         c = wait_recorded(c)
         sup = c.state.get("supervisor_pid")
         if not c.supervisor_alive() or wait_pid_exit(sup, 2):
             break
     return state.load(c.id)
-
-
-def _term_then_kill(c: Container, timeout: float) -> None:
-    pid = c.state["pid"]
-    try:
-        send_signal(c, signal.SIGTERM)
-    except Conflict:
-        return
-    if not wait_pid_exit(pid, timeout):
-        try:
-            send_signal(c, signal.SIGKILL)
-        except Conflict:
-            pass
-        wait_pid_exit(pid, 10)
-
-
-def wait_recorded(c: Container, timeout: float = 5) -> Container:
-    """After the init died, give its supervisor a moment to record the exit."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            c = state.load(c.id)
-        except NotFound:
-            return c
-        if c.state.get("finished_at") or not c.supervisor_alive():
-            return c
-        time.sleep(0.01)
-    return c
-
-
-def main_pid(c: Container) -> int | None:
-    """The command's host PID: the child of our init."""
-    pid = c.state.get("pid")
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            kids = f.read().split()
-        return int(kids[0]) if kids else None
-    except (OSError, TypeError):
-        return None
 
 
 def kill(ref: str, sig: str = "KILL") -> Container:
@@ -420,89 +308,6 @@ def kill(ref: str, sig: str = "KILL") -> Container:
 def restart(ref: str, timeout: float = 10) -> Container:
     c = stop(ref, timeout)
     return start(c.id)
-
-
-# ---- remove --------------------------------------------------------------------------------------
-
-def remove(ref: str, force: bool = False, from_supervisor: bool = False,
-           deferred: list | None = None) -> None:
-    """rm: kill if asked, then take down everything the container owns. With deferred (a list),
-    the container's directory is renamed out of the way (it is gone for every reader), and its
-    deletion (and a veth's) appended there as callables for the caller to run after it has let
-    its waiting clients go."""
-    c = state.resolve(ref)
-    st = c.status
-    if st in (state.RUNNING, state.PAUSED, state.RESTARTING) and not force:
-        raise Conflict(f"cannot remove running container {c.name}: stop it first or use rm -f")
-    with state.locked(c.id):
-        c.reload()
-        if c.state.get("removing") == "supervisor" and from_supervisor:
-            pass  # marked with the exit record already (Supervisor.finish): one write fewer
-        elif c.state.get("removing"):
-            return
-        else:
-            c.state["removing"] = "supervisor" if from_supervisor else True
-            state.write_json_atomic(c.dir / "state.json", c.state)
-    if c.init_alive():
-        _thaw_quietly(c)
-        try:
-            send_signal(c, signal.SIGKILL)
-        except Conflict:
-            pass
-        wait_pid_exit(c.state["pid"], 10)
-    if not from_supervisor and c.supervisor_alive():
-        # Let the supervisor write its last records, then make sure it is gone.
-        if not wait_pid_exit(c.state["supervisor_pid"], 5) and c.supervisor_alive():
-            os.kill(c.state["supervisor_pid"], signal.SIGKILL)
-            wait_pid_exit(c.state["supervisor_pid"], 5)
-    teardown(c, deferred)
-    events.emit("removed", c.id, c.name)
-
-
-def _thaw_quietly(c: Container) -> None:
-    try:
-        from engine import hooks
-
-        hooks.thaw(c)
-    except Exception:
-        pass
-
-
-def teardown(c: Container, deferred: list | None = None) -> None:
-    """Remove everything a container owns: cgroups, links, upper/work dirs, runtime files, name."""
-    import shutil
-
-    from engine import hooks
-    from engine.steps import container_recorder
-
-    hooks.cleanup(container_recorder(c.id), c, deferred)
-    shutil.rmtree(c.run_dir, ignore_errors=True)
-    try:
-        os.unlink(paths.attach_socket(c.id))
-    except FileNotFoundError:
-        pass
-    # One rename takes the directory away at once; deleting its files (on ext4, each waits for
-    # the block bitmap the journal is writing) can then happen off the caller's critical path.
-    trash = paths.trash_dir() / c.id
-    try:
-        trash.parent.mkdir(exist_ok=True)
-        os.rename(c.dir, trash)
-    except OSError:
-        trash = c.dir
-    state.release_name(c.name, c.id)
-    if deferred is not None:
-        deferred.append(lambda: shutil.rmtree(trash, ignore_errors=True))
-    else:
-        shutil.rmtree(trash, ignore_errors=True)
-
-
-def empty_trash() -> None:
-    """Directories of removed containers whose deletion was cut short (a killed supervisor)."""
-    import shutil
-
-    d = paths.trash_dir()
-    for name in os.listdir(d) if d.is_dir() else []:
-        shutil.rmtree(d / name, ignore_errors=True)
 
 
 # ---- wait, list, inspect, logs, top ------------------------------------------------------------------
@@ -645,74 +450,19 @@ def system_prune() -> tuple[list[str], list[str]]:
     return removed, nets
 
 
-def read_logs(ref: str, tail: int | None = None) -> list[dict]:
-    c = state.resolve(ref)
-    from engine import jsonl
-
-    recs = jsonl.read_all(c.dir / "container.log")
-    if tail is not None:
-        recs = recs[-tail:] if tail > 0 else []
-    return recs
-
-
-def follow_logs(ref: str, tail: int | None = None) -> Iterator[dict]:
-    from engine import jsonl
-
-    c = state.resolve(ref)
-    path = c.dir / "container.log"
-    existing = jsonl.read_all(path)
-    start_from = existing[-tail:] if tail is not None and tail > 0 else ([] if tail == 0 else existing)
-    yield from start_from
-    size = os.path.getsize(path) if path.exists() else 0
-
-    def stopped() -> bool:
-        try:
-            cur = state.load(c.id)
-        except NotFound:
-            return True
-        return cur.status not in (state.RUNNING, state.PAUSED, state.RESTARTING) and not cur.supervisor_alive()
-
-    with open(path, "a+b") as f:
-        f.seek(size)
-        buf = b""
-        idle_checks = 0
-        while True:
-            chunk = f.read()
-            if chunk:
-                buf += chunk
-                *lines, buf = buf.split(b"\n")
-                for line in lines:
-                    if line.strip():
-                        yield json.loads(line)
-                continue
-            idle_checks += 1
-            if idle_checks % 5 == 0 and stopped():
-                chunk = f.read()
-                if not chunk:
-                    return
-                buf += chunk
-                continue
-            time.sleep(0.05)
-
-
 def top(ref: str) -> list[dict]:
     """Processes in the container's PID namespace, as seen from the host and from inside."""
+    from engine import procfs
+
     c = state.resolve(ref)
     if c.status not in (state.RUNNING, state.PAUSED):
         raise Conflict(f"container {c.name} is not running")
-    init_pid = c.state["pid"]
-    target = os.stat(f"/proc/{init_pid}/ns/pid").st_ino
     out = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
+    for pid in procfs.pidns_members(c.state["pid"]):
         try:
-            if os.stat(f"/proc/{name}/ns/pid").st_ino != target:
-                continue
-            out.append(_proc_info(int(name)))
+            out.append(_proc_info(pid))
         except OSError:
             continue
-    out.sort(key=lambda p: p["pid"])
     return out
 
 
@@ -730,39 +480,13 @@ def _proc_info(pid: int) -> dict:
     }
 
 
-# ---- the step gate -------------------------------------------------------------------------------
-
-def gate_release(ref: str, count: int = 1) -> None:
-    """Let `count` gated steps go (writes to the gate FIFO the supervisor reads from)."""
-    c = state.resolve(ref)
-    fifo = c.run_dir / "gate"
-    try:
-        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except (FileNotFoundError, OSError) as e:
-        raise Conflict(f"container {c.name} has no step gate waiting ({e.strerror})") from None
-    try:
-        os.write(fd, b"n" * count)
-    finally:
-        os.close(fd)
-
-
-def gate_pending(ref: str) -> dict | None:
-    c = state.resolve(ref)
-    try:
-        with open(c.run_dir / "gate.json") as f:
-            info = json.load(f)
-    except (FileNotFoundError, ValueError):
-        return None
-    return info.get("step") if info.get("waiting") else None
-
-
 # ---- resources: pause, update, stats, host info ---------------------------------------------------
 
 def _driver(c: Container):
-    from engine import hooks
+    from engine import cgroups
     from engine.steps import container_recorder
 
-    return hooks.cgroup_driver(c, container_recorder(c.id))
+    return cgroups.for_container(c, container_recorder(c.id))
 
 
 def pause(ref: str) -> Container:
@@ -811,16 +535,15 @@ def update(ref: str, limits: dict) -> tuple[Container, list[str]]:
 
 def stats_snapshot(containers: list[Container] | None = None) -> list[dict]:
     """One reading of every running container's cgroup counters (no CPU % yet: that needs two)."""
-    from engine import hooks
-    from engine.cgroups import read_stats
+    from engine import cgroups
     from engine.steps import null_recorder
 
     out = []
     for c in containers if containers is not None else list_containers(False):
         if c.status not in (state.RUNNING, state.PAUSED):
             continue
-        cg = hooks.cgroup_driver(c, null_recorder())
-        st = read_stats(cg)
+        cg = cgroups.for_container(c, null_recorder())
+        st = cgroups.read_stats(cg)
         st.update(id=c.id, name=c.name, t=time.monotonic())
         out.append(st)
     return out

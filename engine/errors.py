@@ -26,6 +26,10 @@ class InvalidArgument(EngineError):
     """Bad user input, refused before anything is created."""
 
 
+class ExecError(EngineError):
+    """A process could not be started inside the container (126/127, docker's codes)."""
+
+
 class StepError(EngineError):
     """A kernel operation failed; the message names the step, its target, value and errno."""
 

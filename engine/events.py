@@ -26,7 +26,7 @@ def follow_events(*, from_start: bool = False, stop=None) -> Iterator[dict]:
 def parse_time(text: str, now: float | None = None) -> float:
     """docker's --since/--until: Unix seconds, an RFC 3339 time, or a duration ago ("10m")."""
     from engine.errors import InvalidArgument
-    from engine.health import parse_duration
+    from engine.spec import parse_duration
 
     now = time.time() if now is None else now
     t = text.strip()

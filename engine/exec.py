@@ -26,8 +26,11 @@ SO_PASSCRED, so each message carries its sender's PID as the host sees it (unix(
 
 Why a fork and not the CLI itself: setns(CLONE_NEWUSER) refuses a multi-threaded caller and
 setns(CLONE_NEWPID) never moves the caller itself, and the CLI must stay on the host to record
-steps and relay the terminal. Callers with threads (the terminal app) must not fork without exec:
-they run `python -m labtui.cli exec ...` (cli_argv()).
+steps and relay the terminal. Callers with threads (the terminal app, a supervisor's health
+checks) must not fork without exec: they run exec as a program of its own, `python -m
+engine.exec_main ...` (engine/exec_main.py's command_line(), which also holds the foreground part
+of `labtui exec`: the terminal relay and signal forwarding). Who -u is, and becoming that user,
+is engine/exec_user.py.
 """
 
 from __future__ import annotations
@@ -35,14 +38,11 @@ from __future__ import annotations
 # Everything the joiner and the command need is imported here, up front: after setns(CLONE_NEWNS)
 # the host's filesystem (and so Python's sys.path) is gone, and a lazy import would fail.
 import array  # noqa: F401  (socket.send_fds imports it lazily)
-import ctypes
 import errno
 import fcntl
 import json
 import os
 import re
-import select
-import selectors
 import signal
 import socket
 import struct
@@ -50,18 +50,16 @@ import sys
 import termios
 import threading
 import time
-import tty as tty_mod
 
 from engine import events, init, rootfs, security, state
 from engine import syscalls as sc
-from engine.errors import Conflict, EngineError, InvalidArgument, StepError
+from engine.errors import Conflict, EngineError, ExecError, InvalidArgument, StepError
+from engine.exec_user import ExecUser, read_container_file, resolve_user, set_user
 from engine.record import dataclass, field
 from engine.state import Container
 from engine.steps import Recorder, container_recorder
 
 CLONE_PARENT = 0x00008000
-PR_SET_KEEPCAPS = 8
-_LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
 # nsenter(1)'s order (util-linux sys-utils/nsenter.c): user first (it grants the capabilities
 # the other setns calls need inside a user namespace), pid before mnt (mnt changes our root, and
@@ -83,10 +81,6 @@ NS_FLAG_NAME = {"user": "CLONE_NEWUSER", "cgroup": "CLONE_NEWCGROUP", "ipc": "CL
 USER_RE = re.compile(r"^[^:\s]+(:[^:\s]+)?$")
 _RECV_BUF = 1 << 18
 _ANC_BUF = socket.CMSG_SPACE(4 * 8) + socket.CMSG_SPACE(12)
-
-
-class ExecError(EngineError):
-    """The process could not be started inside the container (126/127, docker's codes)."""
 
 
 # ---- the request ------------------------------------------------------------------------------
@@ -122,77 +116,6 @@ class ExecRequest:
             rows, cols = self.winsize
             if not (0 <= rows <= 0xFFFF and 0 <= cols <= 0xFFFF):
                 raise InvalidArgument(f"invalid terminal size {rows}x{cols}")
-
-
-@dataclass
-class ExecUser:
-    uid: int
-    gid: int
-    groups: list[int]
-    home: str
-    name: str | None = None
-
-
-def parse_passwd(text: str) -> list[tuple[str, int, int, str]]:
-    """name, uid, gid, home per valid line of an /etc/passwd (passwd(5))."""
-    out = []
-    for line in text.splitlines():
-        f = line.split(":")
-        if len(f) < 7 or line.startswith("#"):
-            continue
-        try:
-            out.append((f[0], int(f[2]), int(f[3]), f[5] or "/"))
-        except ValueError:
-            continue
-    return out
-
-
-def parse_group(text: str) -> list[tuple[str, int, list[str]]]:
-    """name, gid, members per valid line of an /etc/group (group(5))."""
-    out = []
-    for line in text.splitlines():
-        f = line.split(":")
-        if len(f) < 4 or line.startswith("#"):
-            continue
-        try:
-            out.append((f[0], int(f[2]), [m for m in f[3].split(",") if m]))
-        except ValueError:
-            continue
-    return out
-
-
-def resolve_user(spec: str | None, passwd: str, group: str) -> ExecUser:
-    """USER[:GROUP] against the container's own files, with runc's rules (libcontainer/user):
-    a name must exist; a number need not (its gid is then 0 and its home /); supplementary groups
-    are the groups that list the user, unless a group was given explicitly."""
-    user_part, _, group_part = (spec or "0").partition(":")
-    users = parse_passwd(passwd)
-    match = None
-    if user_part.isdigit():
-        uid = int(user_part)
-        match = next((u for u in users if u[1] == uid), None)
-    else:
-        match = next((u for u in users if u[0] == user_part), None)
-        if match is None:
-            raise ExecError(f"unable to find user {user_part}: no matching entries in passwd file", exit_code=126)
-        uid = match[1]
-    gid = match[2] if match else 0
-    home = match[3] if match else "/"
-    name = match[0] if match else None
-    groups_db = parse_group(group)
-    groups: list[int] = []
-    if group_part:
-        if group_part.isdigit():
-            gid = int(group_part)
-        else:
-            g = next((g for g in groups_db if g[0] == group_part), None)
-            if g is None:
-                raise ExecError(f"unable to find group {group_part}: no matching entries in group file",
-                                exit_code=126)
-            gid = g[1]
-    elif name is not None:
-        groups = [g[1] for g in groups_db if name in g[2]]
-    return ExecUser(uid, gid, list(dict.fromkeys(groups)), home, name)
 
 
 def build_env(cfg: dict, req: ExecRequest, user: ExecUser) -> dict[str, str]:
@@ -274,16 +197,16 @@ def start(ref: str, req: ExecRequest) -> ExecProcess:
     single-threaded; it becomes the parent of the command (unless detached) and must wait()."""
     if threading.active_count() != 1:
         raise EngineError("exec must start from a single-threaded process (setns and fork): run "
-                          "`python -m labtui.cli exec ...` instead (engine.exec.cli_argv)")
+                          "`python -m engine.exec_main ...` instead (engine.exec_main.command_line)")
     req.validate()
     c = state.resolve(ref)
     check_can_exec(c)
-    from engine import hooks
+    from engine import cgroups
 
     rec = container_recorder(c.id)
     # Built here, not in the joiner: the driver's imports and layout detection are paid before
     # the joiner turns non-dumpable, and nothing is imported lazily after fork.
-    cgroup = hooks.cgroup_driver(c, rec)
+    cgroup = cgroups.for_container(c, rec)
     prepared = security.prepare(c.config)  # the seccomp filter is built here, loaded in the command
     mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     mine.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
@@ -462,7 +385,8 @@ def _join(rec: Recorder, chan: _Chan, c: Container, req: ExecRequest, prepared: 
         os.close(fds[kind])
     # Now in the container's mount namespace: setns(CLONE_NEWNS) set our root and cwd to its root
     # (the pivoted root filesystem). Its own /etc/passwd decides who -u is.
-    user = resolve_user(req.user or c.config.get("user"), _read_text("/etc/passwd"), _read_text("/etc/group"))
+    user = resolve_user(req.user or c.config.get("user"), read_container_file("/etc/passwd"),
+                        read_container_file("/etc/group"))
     env = build_env(c.config, req, user)
     master = slave = None
     if req.tty and not req.detach:
@@ -500,14 +424,6 @@ def _join_cgroup(cgroup) -> None:
     Children inherit it, so the command is accounted and limited with the container."""
     if cgroup.procs_paths():
         cgroup.add_pid(os.getpid())
-
-
-def _read_text(path: str) -> str:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return f.read()
-    except OSError:
-        return ""
 
 
 def _open_pty(rec: Recorder, winsize: tuple[int, int] | None) -> tuple[int, int]:
@@ -613,231 +529,7 @@ def _prepare_process(rec: Recorder, chan: _Chan, c: Container, req: ExecRequest,
         os.chdir(workdir)
     except OSError as e:
         raise ExecError(f'chdir to cwd ("{workdir}") failed: {_go_strerror(e.errno)}', exit_code=126) from None
-    _set_user(rec, user)
+    set_user(rec, user)
     # Last, right before execve, exactly as the container's own command: no_new_privs, seccomp,
     # capabilities (security.py).
     security.apply_before_exec(rec, c.config, prepared)
-
-
-def _set_user(rec: Recorder, user: ExecUser) -> None:
-    """setgroups, setgid, setuid, in that order (after setuid we could no longer change groups).
-
-    For a non-root user the capabilities are kept across setuid (PR_SET_KEEPCAPS) and made
-    effective again, so security.apply_before_exec can still drop the bounding set as it does for
-    root; execve then clears them anyway for a non-root user without file capabilities.
-    """
-    groups = ",".join(map(str, user.groups))
-    # In a user namespace with setgroups "deny" the call is refused (the joiner already cleared
-    # the groups on the host side), as runc skips it.
-    may_setgroups = _read_text("/proc/self/setgroups").strip() != "deny"
-    shell = f"setpriv --reuid={user.uid} --regid={user.gid} "
-    if may_setgroups:
-        shell += f"--groups={groups}" if groups else "--clear-groups"
-    else:
-        groups = "- (setgroups deny)"
-    with rec.step("process", "setuid", target=user.name or str(user.uid),
-                  value=f"uid={user.uid} gid={user.gid} groups={groups or '-'}", shell=shell.strip()):
-        if user.uid != 0:
-            sc.prctl(PR_SET_KEEPCAPS, 1)
-        if may_setgroups:
-            os.setgroups(user.groups)
-        os.setgid(user.gid)
-        os.setuid(user.uid)
-        if user.uid != 0:
-            _effective_from_permitted()
-            sc.prctl(PR_SET_KEEPCAPS, 0)
-
-
-class _CapHeader(ctypes.Structure):
-    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
-
-
-class _CapData(ctypes.Structure):
-    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
-
-
-_libc = ctypes.CDLL("libc.so.6", use_errno=True)
-
-
-def _effective_from_permitted() -> None:
-    """capset(2): effective := permitted (setuid to non-zero empties the effective set)."""
-    hdr = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
-    data = (_CapData * 2)()
-    if _libc.capget(ctypes.byref(hdr), data) != 0:
-        e = ctypes.get_errno()
-        raise OSError(e, os.strerror(e))
-    for d in data:
-        d.effective = d.permitted
-    if _libc.capset(ctypes.byref(hdr), data) != 0:
-        e = ctypes.get_errno()
-        raise OSError(e, os.strerror(e))
-
-
-# ---- the whole exec, for the CLI ---------------------------------------------------------------------
-
-def terminal_size(fd: int | None = None) -> tuple[int, int] | None:
-    for cand in ((fd,) if fd is not None else (0, 1, 2)):
-        try:
-            sz = os.get_terminal_size(cand)
-            return sz.lines, sz.columns
-        except OSError:
-            continue
-    return None
-
-
-FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
-
-
-def exec_in(ref: str, argv: list[str], *, tty: bool = False, interactive: bool = False, detach: bool = False,
-            env: list[str] | None = None, user: str | None = None, workdir: str | None = None,
-            winsize: tuple[int, int] | None = None) -> int:
-    """`labtui exec`: start the command, relay the terminal (-t) or let it use ours, and return its
-    exit code (0 at once with -d). Raises EngineError (125) / ExecError (126, 127)."""
-    if tty and interactive and not detach and not os.isatty(0):
-        raise InvalidArgument("the input device is not a TTY")
-    if tty and winsize is None:
-        winsize = terminal_size()
-    req = ExecRequest(list(argv), tty=tty, interactive=interactive, detach=detach, env=list(env or []),
-                      user=user, workdir=workdir, winsize=winsize)
-    proc = start(ref, req)
-    if detach:
-        return 0
-    if proc.master is not None:
-        return relay_pty(proc, interactive)
-    saved = {s: signal.getsignal(s) for s in FORWARDED}
-    try:
-        # Without a terminal the command is in its own session: a Ctrl-C on our terminal reaches
-        # only us, and we pass it on (docker's --sig-proxy, as `run` does).
-        for s in FORWARDED:
-            signal.signal(s, lambda signum, frame: proc.signal(signum))
-        return proc.wait()
-    finally:
-        for s, h in saved.items():
-            signal.signal(s, h)
-
-
-def relay_pty(proc: ExecProcess, interactive: bool) -> int:
-    """Copy between our terminal (raw mode) and the pty master until the command exits. Ctrl-C is
-    then just a byte: the container's pty turns it into SIGINT for the command's foreground job.
-    SIGWINCH on our side becomes TIOCSWINSZ on the master, which signals SIGWINCH inside."""
-    master = proc.master
-    assert master is not None and proc.pid is not None
-    stdin_fd = 0 if interactive else None
-    saved_tc = None
-    if stdin_fd is not None and os.isatty(stdin_fd):
-        saved_tc = termios.tcgetattr(stdin_fd)
-        tty_mod.setraw(stdin_fd)
-
-    def on_winch(signum, frame) -> None:
-        ws = terminal_size()
-        if ws:
-            try:
-                fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", ws[0], ws[1], 0, 0))
-            except OSError:
-                pass
-
-    old_winch = signal.signal(signal.SIGWINCH, on_winch)
-    old = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
-    for s in old:
-        signal.signal(s, lambda signum, frame: proc.signal(signum))
-    sel = selectors.DefaultSelector()
-    pidfd = os.pidfd_open(proc.pid)
-    sel.register(master, selectors.EVENT_READ, "master")
-    sel.register(pidfd, selectors.EVENT_READ, "exit")
-    if stdin_fd is not None:
-        try:
-            sel.register(stdin_fd, selectors.EVENT_READ, "stdin")
-        except (ValueError, PermissionError, OSError):
-            stdin_fd = None
-    out_ok = True
-    master_open = True
-    try:
-        done = False
-        while not done:
-            for key, _ in sel.select():
-                if key.data == "master":
-                    data = _read_master(master)
-                    if data is None:
-                        sel.unregister(master)
-                        master_open = False
-                        continue
-                    out_ok = out_ok and _write_all(1, data)
-                elif key.data == "stdin":
-                    data = os.read(stdin_fd, 65536)
-                    if not data:
-                        sel.unregister(stdin_fd)
-                        continue
-                    _write_all(master, data)
-                else:
-                    done = True
-        # The command is gone, but what it wrote last may still be on its way through the pty:
-        # read until EIO (no slave left), or until it goes quiet (a background job keeps the
-        # slave open and must not hold us).
-        deadline = time.monotonic() + 1.0
-        while out_ok and master_open and time.monotonic() < deadline:
-            if not select.select([master], [], [], 0.1)[0]:
-                break
-            data = _read_master(master)
-            if data is None:
-                break
-            out_ok = _write_all(1, data)
-    finally:
-        sel.close()
-        os.close(pidfd)
-        os.close(master)
-        proc.master = None
-        if saved_tc is not None:
-            termios.tcsetattr(stdin_fd, termios.TCSADRAIN, saved_tc)
-        signal.signal(signal.SIGWINCH, old_winch)
-        for s, h in old.items():
-            signal.signal(s, h)
-    return proc.wait()
-
-
-def _read_master(master: int) -> bytes | None:
-    try:
-        data = os.read(master, 65536)
-    except BlockingIOError:
-        raise
-    except OSError as e:  # EIO: every slave fd is closed
-        if e.errno == errno.EIO:
-            return None
-        raise
-    return data or None
-
-
-def _write_all(fd: int, data: bytes) -> bool:
-    try:
-        while data:
-            n = os.write(fd, data)
-            data = data[n:]
-        return True
-    except BlockingIOError:
-        return True
-    except OSError:
-        return False
-
-
-# ---- for the terminal app (threaded: fork+exec only) ------------------------------------------------
-
-def cli_argv(ref: str, argv: list[str], *, tty: bool = False, interactive: bool = False, detach: bool = False,
-             env: list[str] | None = None, user: str | None = None, workdir: str | None = None) -> list[str]:
-    """The command line of the same exec through the CLI, for callers with threads:
-
-        with app.suspend():
-            subprocess.run(engine.exec.cli_argv(name, ["sh"], tty=True, interactive=True))
-    """
-    out = [sys.executable, "-m", "labtui.cli", "exec"]
-    if detach:
-        out.append("-d")
-    if interactive:
-        out.append("-i")
-    if tty:
-        out.append("-t")
-    for item in env or []:
-        out += ["-e", item]
-    if user:
-        out += ["-u", user]
-    if workdir:
-        out += ["-w", workdir]
-    return out + [ref, "--", *argv]

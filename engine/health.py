@@ -12,35 +12,15 @@ The supervisor runs the check command inside the container every `interval`:
 from __future__ import annotations
 
 import os
-import re
 import signal
 import time
 
 from engine.errors import InvalidArgument
+from engine.spec import parse_duration
 
 DEFAULTS = {"interval": 30.0, "timeout": 30.0, "retries": 3, "start_period": 0.0}
 KEEP = 5
 OUTPUT_MAX = 4096
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
-_UNIT = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def parse_duration(text: str, option: str) -> float:
-    """Go's time.ParseDuration, as docker uses it: "30s", "1m30s", "500ms"; a bare 0 is allowed."""
-    t = str(text).strip()
-    if t == "0":
-        return 0.0
-    pos, total = 0, 0.0
-    for m in _DURATION.finditer(t):
-        if m.start() != pos:
-            break
-        total += float(m.group(1)) * _UNIT[m.group(2)]
-        pos = m.end()
-    if pos != len(t) or not t:
-        raise InvalidArgument(f"invalid {option} '{text}': a duration like 30s, 1m30s or 500ms")
-    return total
-
-
 def parse_options(cmd: str, interval=None, timeout=None, retries=None, start_period=None,
                   on_failure=None) -> dict:
     out = dict(DEFAULTS)
@@ -150,6 +130,25 @@ class HealthMonitor:
             _kill(self.probe[0])
             os.close(self.probe[1])
             self.probe = None
+
+
+def spawn_in_container(cid: str, argv: list[str]) -> tuple[int, int]:
+    """Start a check inside the running container; returns (pid, output fd): HealthMonitor's spawn.
+
+    It is exec as a program of its own (engine/exec_main.py), started with posix_spawn: the
+    supervisor may have threads (port proxies), and only a spawn (fork+exec at once) is safe
+    there. It leads its own process group so a timed-out check can be killed whole."""
+    from engine import exec_main
+
+    cmd = exec_main.command_line(cid, argv)
+    r, w = os.pipe2(os.O_CLOEXEC)
+    try:
+        pid = os.posix_spawn(cmd[0], cmd, dict(os.environ), setsid=True, file_actions=[
+            (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_DUP2, w, 1), (os.POSIX_SPAWN_DUP2, w, 2)])
+    finally:
+        os.close(w)
+    return pid, r
 
 
 def _reap(pid: int) -> tuple[bool, int]:

@@ -52,11 +52,10 @@ def validate(extra: dict) -> None:
 
 
 def cgroup_driver(c: Container, rec: Recorder):
+    """engine.cgroups.for_container, under the name labtui/tui/adapter.py looks up here."""
     from engine import cgroups
 
-    drv = cgroups.get_driver(c.id, rec, force=c.config.get("cgroup_driver"), parent=c.config.get("cgroup_parent"))
-    drv.limits = cgroups.Limits.from_dict(c.config.get("limits") or {})  # what inspect reports
-    return drv
+    return cgroups.for_container(c, rec)
 
 
 def before_go(rec: Recorder, c: Container, pid: int, cgroup: object | None = None,
@@ -64,14 +63,14 @@ def before_go(rec: Recorder, c: Container, pid: int, cgroup: object | None = Non
     """The child exists: make its cgroup and put it there (before it unshares its cgroup
     namespace, whose root is the cgroup it is in at that moment), then wire its network.
     With child_joins the child moves itself into the cgroup after "go" (v1: cheaper)."""
-    from engine import sched, security
+    from engine import cgroups, sched, security
     from engine.cgroups import Limits
 
     # User namespace maps (setgroups deny, uid_map, gid_map: written once, by the parent) and the
     # seccomp denial watcher learning which init is ours.
     security.supervisor_before_go(rec, c, pid)
     if cgroup is None:
-        cgroup = cgroup_driver(c, rec)
+        cgroup = cgroups.for_container(c, rec)
     net = None
     try:
         cgroup.create()
@@ -190,7 +189,9 @@ def cleanup(rec: Recorder, c: Container, deferred: list | None = None) -> None:
         from engine import network
 
         network.cleanup_container(c.id, rec, deferred)
-    cg = cgroup_driver(c, rec)
+    from engine import cgroups
+
+    cg = cgroups.for_container(c, rec)
     if deferred is not None:  # after after_exit's own (deferred) destroy: a no-op then
         deferred.append(lambda: cg.exists() and cg.destroy())
     elif cg.exists():
@@ -198,39 +199,19 @@ def cleanup(rec: Recorder, c: Container, deferred: list | None = None) -> None:
 
 
 def thaw(c: Container) -> None:
+    from engine import cgroups
     from engine.steps import container_recorder
 
-    cg = cgroup_driver(c, container_recorder(c.id))
+    cg = cgroups.for_container(c, container_recorder(c.id))
     if cg.exists() and cg.is_frozen():
         cg.thaw()
 
 
 def inspect_extra(c: Container, info: dict) -> None:
-    from engine import security
+    from engine import cgroups, security
     from engine.steps import null_recorder
 
-    cg = cgroup_driver(c, null_recorder())
+    cg = cgroups.for_container(c, null_recorder())
     info["Cgroup"] = cg.describe() | {"exists": cg.exists()}
     info["HostConfig"]["Resources"] = c.config.get("limits") or {}
     security.inspect_extra(c, info)  # capability sets decoded, seccomp, denials, userns maps
-
-
-def spawn_in_container(c: Container, init_pid: int, argv: list[str]) -> tuple[int, int]:
-    """Start argv inside the running container (health checks); returns (pid, output fd).
-
-    It is `labtui exec` itself, started with posix_spawn: the supervisor may have threads (port
-    proxies), and only a spawn (fork+exec at once) is safe there. It leads its own process group
-    so a timed-out check can be killed whole."""
-    import os
-
-    from engine import exec as exec_
-
-    r, w = os.pipe2(os.O_CLOEXEC)
-    try:
-        pid = os.posix_spawn(exec_.cli_argv(c.id, argv)[0], exec_.cli_argv(c.id, argv), dict(os.environ),
-                             setsid=True, file_actions=[
-                                 (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
-                                 (os.POSIX_SPAWN_DUP2, w, 1), (os.POSIX_SPAWN_DUP2, w, 2)])
-    finally:
-        os.close(w)
-    return pid, r

@@ -44,7 +44,7 @@ def container_dir(cid: str) -> Path:
 
 
 def trash_dir() -> Path:
-    """Removed containers' directories, renamed here to be deleted (api.teardown)."""
+    """Removed containers' directories, renamed here to be deleted (engine/teardown.py)."""
     return lib_dir() / ".trash"
 
 

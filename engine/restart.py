@@ -7,6 +7,9 @@
 
 A manual stop never restarts. The delay starts at 100 ms and doubles up to 1 minute; it goes
 back to 100 ms after a run that lasted at least 10 seconds.
+
+Policy only: the supervisor (engine/supervisor.py) acts on these answers, and the facade's
+boot_sweep (engine/api.py) starts the containers a reboot stopped.
 """
 
 from __future__ import annotations
@@ -110,33 +113,3 @@ def describe_exit(code: int, oom: bool, st: dict) -> dict:
     if out.get("signal") in CRASH_SIGNALS:
         out["fault"] = True
     return out
-
-
-def boot_sweep() -> list[str]:
-    """What docker's daemon does when it starts: after a reboot, start again the containers
-    whose policy is `always`, or `unless-stopped` and not stopped by hand. labtui has no daemon,
-    so the first labtui command of a boot does it (a boot id stamp under /var/lib/labtui)."""
-    from engine import api, paths, state
-
-    stamp = paths.lib_dir() / "boot_id"
-    try:
-        if stamp.read_text().strip() == state.boot_id():
-            return []
-    except FileNotFoundError:
-        pass
-    if not paths.lib_dir().exists():
-        return []
-    stamp.write_text(state.boot_id() + "\n")
-    started = []
-    for c in state.all_containers():
-        pol = (c.config.get("restart") or {}).get("name", "no")
-        if c.status != state.EXITED or pol not in ("always", "unless-stopped"):
-            continue
-        if pol == "unless-stopped" and c.state.get("manual_stop"):
-            continue
-        try:
-            api.start(c.id)
-            started.append(c.id)
-        except Exception:  # one broken container must not stop the others or the command
-            continue
-    return started

@@ -412,7 +412,9 @@ def inspect_extra(c, info: dict) -> None:
                  "seccomp_denials": seccomp.denial_stats(c.id)}
     pid = info.get("State", {}).get("Pid")
     if pid:
-        target = _main_pid(pid) or pid
+        from engine import procfs
+
+        target = procfs.first_child(pid) or pid  # the command, not labtui's init
         try:
             sec["process"] = {"pid": target, **describe(target)}
         except OSError:
@@ -427,15 +429,6 @@ def inspect_extra(c, info: dict) -> None:
             except OSError:
                 pass
     info["Security"] = sec
-
-
-def _main_pid(init_pid: int) -> int | None:
-    try:
-        with open(f"/proc/{init_pid}/task/{init_pid}/children") as f:
-            kids = f.read().split()
-        return int(kids[0]) if kids else None
-    except OSError:
-        return None
 
 
 # ---- supervisor wiring ---------------------------------------------------------------------------

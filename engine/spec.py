@@ -11,6 +11,8 @@ from engine.errors import InvalidArgument
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 HOSTNAME_RE = re.compile(r"^[a-zA-Z0-9]([a-zA-Z0-9.-]{0,62})$")
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+_UNIT = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 _ADJ = ["brave", "calm", "eager", "fancy", "gentle", "happy", "jolly", "keen", "lucid", "merry",
         "nifty", "proud", "quiet", "sharp", "tender", "vivid", "witty", "zealous", "bold", "cosmic"]
@@ -142,3 +144,19 @@ def validate_tmpfs(paths_: list[str]) -> list[str]:
             raise InvalidArgument(f"invalid --tmpfs '{p}': the path must be absolute and not /")
         out.append(posixpath.normpath(path))
     return out
+
+
+def parse_duration(text: str, option: str) -> float:
+    """Go's time.ParseDuration, as docker uses it: "30s", "1m30s", "500ms"; a bare 0 is allowed."""
+    t = str(text).strip()
+    if t == "0":
+        return 0.0
+    pos, total = 0, 0.0
+    for m in _DURATION.finditer(t):
+        if m.start() != pos:
+            break
+        total += float(m.group(1)) * _UNIT[m.group(2)]
+        pos = m.end()
+    if pos != len(t) or not t:
+        raise InvalidArgument(f"invalid {option} '{text}': a duration like 30s, 1m30s or 500ms")
+    return total

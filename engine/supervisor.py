@@ -3,7 +3,9 @@
 It clones the container's init with its namespaces, records every step (its own and the child's,
 which arrive over a pipe), owns the container's stdio (json-file log + attached clients), waits
 for the init to exit, records the exit code and time, and removes the container after exit when
-asked (--rm), whether or not the CLI that started it is still there.
+asked (--rm), whether or not the CLI that started it is still there. It is started by
+engine/spawn.py; its log writer is engine/logs.py, its step gate engine/gate.py, and in restore
+mode it runs engine/checkpoint/in_supervisor.py instead of clone.
 """
 
 from __future__ import annotations
@@ -22,69 +24,11 @@ import time
 from engine import attach, events, init, namespaces, paths, state
 from engine import syscalls as sc
 from engine.errors import EngineError
+from engine.gate import FifoGate
+from engine.logs import LogWriter
 from engine.steps import FileSink, Recorder
 
-LOG_PARTIAL_MAX = 16 * 1024  # docker splits log lines at 16 KiB
 WATCH_INTERVAL = 0.25  # seconds between reads of the cgroup counters and audit records
-
-
-class FifoGate:
-    """The step gate: before each step, wait for one byte from a FIFO that readers write to."""
-
-    def __init__(self, run_dir: str) -> None:
-        self.fifo = os.path.join(run_dir, "gate")
-        self.pending = os.path.join(run_dir, "gate.json")
-        if not os.path.exists(self.fifo):
-            os.mkfifo(self.fifo, 0o600)
-        # O_RDWR: we are also a writer, so read() blocks instead of returning EOF (fifo(7)).
-        self.fd = os.open(self.fifo, os.O_RDWR | os.O_CLOEXEC)
-
-    def __call__(self, rec: dict) -> None:
-        state.write_json_atomic(_P(self.pending), {"waiting": True, "step": rec, "since": time.time()})
-        os.read(self.fd, 1)
-        state.write_json_atomic(_P(self.pending), {"waiting": False})
-
-
-def _P(p: str):  # small helper to keep pathlib out of hot signatures
-    from pathlib import Path
-
-    return Path(p)
-
-
-def rfc3339nano(ts: float) -> str:
-    """docker's log timestamp, in UTC (without datetime: ~1 ms of every supervisor's start)."""
-    sec, us = divmod(round(ts * 1_000_000), 1_000_000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)) + f".{us:06d}000Z"
-
-
-class LogWriter:
-    """docker's json-file log driver: one {"log","stream","time"} object per line."""
-
-    def __init__(self, path: str) -> None:
-        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
-        self.partial: dict[str, bytes] = {"stdout": b"", "stderr": b""}
-
-    def write(self, stream: str, data: bytes) -> None:
-        buf = self.partial[stream] + data
-        lines = buf.split(b"\n")
-        self.partial[stream] = lines.pop()
-        out = [self._line(stream, line + b"\n") for line in lines]
-        if len(self.partial[stream]) >= LOG_PARTIAL_MAX:
-            out.append(self._line(stream, self.partial[stream]))
-            self.partial[stream] = b""
-        if out:
-            os.write(self.fd, b"".join(out))
-
-    def flush(self) -> None:
-        for stream, rest in self.partial.items():
-            if rest:
-                os.write(self.fd, self._line(stream, rest))
-                self.partial[stream] = b""
-
-    @staticmethod
-    def _line(stream: str, data: bytes) -> bytes:
-        obj = {"log": data.decode("utf-8", "replace"), "stream": stream, "time": rfc3339nano(time.time())}
-        return (json.dumps(obj) + "\n").encode()
 
 
 class Supervisor:
@@ -189,9 +133,9 @@ class Supervisor:
         """One run: clone, set up, exec, serve until PID 1 exits. Returns (exit code, whether the
         command started)."""
         if self.c.state.get("restore"):  # `labtui restore`: criu restore instead of clone
-            from engine import checkpoint
+            from engine.checkpoint import in_supervisor
 
-            return checkpoint.start_restored(self, listener)
+            return in_supervisor.start_restored(self, listener)
         c = self.c
         fds = self.prepare_stdio()
         chan_r, chan_w = os.pipe2(os.O_CLOEXEC)
@@ -207,9 +151,9 @@ class Supervisor:
         from engine import security
 
         plan.security = security.prepare(self.cfg, self.rec, joining=False)
-        from engine import hooks, userns
+        from engine import cgroups, userns
 
-        self.cgroup = hooks.cgroup_driver(c, self.rec)
+        self.cgroup = cgroups.for_container(c, self.rec)
         if not userns.is_private(self.cfg):  # in its own user namespace it may not write the host's files
             plan.cgroup_join = self.cgroup.self_join_plan()
         flags = namespaces.clone_flags(self.cfg)
@@ -277,7 +221,7 @@ class Supervisor:
             self.rec.record(step)
             raise EngineError(f"namespace: clone({step['value']}) failed: {e.strerror}") from e
         if pid == 0:
-            sc.prctl(sc.PR_SET_NAME, _cstr("labtui-init"))
+            sc.set_comm("labtui-init")
             init.child_main(plan)  # never returns
         step.update(result="ok", errno=0, pid=os.getpid(), child_pid=pid,
                     duration_ms=round((time.perf_counter() - t0) * 1000, 3))
@@ -446,7 +390,7 @@ class Supervisor:
         pidfd = os.pidfd_open(pid)
         self.sel.register(pidfd, selectors.EVENT_READ, ("exit", None))
         watcher = self.watcher()
-        health = self.health_monitor(pid)
+        health = self.health_monitor()
         exited = False
         tick = time.monotonic() + WATCH_INTERVAL
         while not exited:
@@ -487,11 +431,11 @@ class Supervisor:
         self.after_exit()
         return code
 
-    def health_monitor(self, pid: int):
+    def health_monitor(self):
         spec = self.cfg.get("health")
         if not spec:
             return None
-        from engine import health, hooks
+        from engine import health
 
         def set_state(h: dict) -> None:
             state.update_state(self.cid, health=h)
@@ -499,7 +443,7 @@ class Supervisor:
         def emit(status: str) -> None:
             events.emit("health_status", self.cid, self.c.name, status=status)
 
-        return health.HealthMonitor(spec, lambda argv: hooks.spawn_in_container(self.c, pid, argv), set_state, emit)
+        return health.HealthMonitor(spec, lambda argv: health.spawn_in_container(self.cid, argv), set_state, emit)
 
     def watcher(self):
         from engine import hooks
@@ -553,10 +497,10 @@ class Supervisor:
     def finalize(self) -> None:
         """No more restarts: remove the container if asked (--rm), let the clients go."""
         if self.cfg.get("autoremove"):
-            from engine import api
+            from engine import teardown
 
             try:
-                api.remove(self.cid, force=True, from_supervisor=True, deferred=self.deferred)
+                teardown.remove(self.cid, force=True, from_supervisor=True, deferred=self.deferred)
             except EngineError:
                 pass
         for cl in list(self.clients):
@@ -578,14 +522,6 @@ class Supervisor:
                 print(f"labtui supervisor: deferred cleanup failed: {e!r}", file=sys.stderr)
 
 
-def _cstr(s: str) -> int:
-    import ctypes
-
-    buf = ctypes.create_string_buffer(s.encode()[:15])
-    _cstr.keep = buf  # type: ignore[attr-defined]
-    return ctypes.addressof(buf)
-
-
 def become_supervisor() -> None:
     """Detach from the caller: own session and process group, stdio away from the terminal."""
     if os.getsid(0) != os.getpid():  # the exec'd form was started in a new session already
@@ -594,7 +530,7 @@ def become_supervisor() -> None:
     # container: in a user namespace they cannot even be dropped once setgroups is "deny", and
     # host gid 0 would open every root-group directory to the container (user_namespaces(7)).
     os.setgroups([])
-    sc.prctl(sc.PR_SET_NAME, _cstr("labtui-sup"))
+    sc.set_comm("labtui-sup")
     devnull = os.open("/dev/null", os.O_RDWR)
     os.dup2(devnull, 0)
     os.dup2(devnull, 1)

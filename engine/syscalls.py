@@ -124,6 +124,12 @@ def prctl(option: int, a2: int = 0, a3: int = 0, a4: int = 0, a5: int = 0) -> in
     return _check(_libc.prctl(option, a2, a3, a4, a5))
 
 
+def set_comm(name: str) -> None:
+    """prctl(PR_SET_NAME): the name ps and /proc/PID/comm show (15 bytes at most, prctl(2))."""
+    buf = ctypes.create_string_buffer(name.encode()[:15])
+    prctl(PR_SET_NAME, ctypes.addressof(buf))
+
+
 def clone(flags: int) -> int:
     """fork(2) with namespace flags: the raw clone syscall with no new stack.
 

@@ -4,7 +4,7 @@
     attacks.names()                      # the catalogue
     attacks.run("shocker", "weak")       # -> {"attack", "profile", "escaped", "evidence", "mitigation", ...}
 
-One module per attack; this registry lists them in teaching order; runner.py runs one.
+One module per attack; catalogue.py lists them in teaching order; runner.py runs one.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The attack lab's catalogue: every attack, in teaching order (runner.py and the package use it)."""
+"""The attacks in teaching order, and finding one by name (the runner and the CLI both ask here)."""
 
 from __future__ import annotations
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from engine.attacks.base import PROFILES, Lab
+from engine.attacks.catalogue import get
 from engine.errors import InvalidArgument
 
 
@@ -15,7 +16,6 @@ def run(name: str, profile: str) -> dict:
     changed file), False when it failed, None when the attack was skipped on this host.
     """
     from engine import api
-    from engine.attacks.catalogue import get
 
     if profile not in PROFILES:
         raise InvalidArgument(f"invalid --profile {profile!r}: weak or default")

@@ -2,6 +2,7 @@
 
     layout = detect()                       # unified / legacy / hybrid, from /proc/self/mountinfo
     cg = get_driver(cid, rec)               # V2Driver on unified, V1Driver on legacy/hybrid
+    cg = for_container(c, rec)              # the driver a container was created with (everyone's)
     cg.create(); cg.add_pid(pid); cg.apply(validate(limits_from_options(memory="64m")))
     cg.stats(); cg.freeze(); cg.thaw(); cg.destroy()
 """
@@ -41,8 +42,8 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_PARENT", "DEFAULT_ROOT", "PARENT_ENV", "AlertWatcher", "CgroupDriver", "CgroupFS",
     "Layout", "Limits", "NullDriver", "V1Driver", "V2Driver", "cgroup_parent", "cpu_percent",
-    "detect", "get_driver", "host_layout", "is_frozen_for", "limits_from_options", "memory_percent", "parse_size",
-    "read_stats", "shares_to_weight", "validate",
+    "detect", "for_container", "get_driver", "host_layout", "is_frozen_for", "limits_from_options",
+    "memory_percent", "parse_size", "read_stats", "shares_to_weight", "validate",
 ]
 
 
@@ -81,6 +82,16 @@ def get_driver(
     if kind is not None:
         raise EngineError(f"unknown cgroup driver {force!r}: expected 'v1' or 'v2'")
     return NullDriver(container_id, rec, reason="no cgroup filesystem is mounted")
+
+
+def for_container(c: Any, rec: Recorder) -> CgroupDriver:
+    """The driver of container ``c`` (anything with ``.id`` and ``.config``): the driver and
+    parent it was created with, its limits set so inspect reports them. The one factory the
+    supervisor, exec, the facade and the app use for a container's cgroups."""
+    cfg = c.config
+    drv = get_driver(c.id, rec, force=cfg.get("cgroup_driver"), parent=cfg.get("cgroup_parent"))
+    drv.limits = Limits.from_dict(cfg.get("limits") or {})
+    return drv
 
 
 def remove_empty_parents(rec: Recorder) -> None:

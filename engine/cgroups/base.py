@@ -22,6 +22,7 @@ from collections.abc import Callable
 
 from engine.cgroups.detect import DEFAULT_ROOT, Layout, detect
 from engine.cgroups.limits import Limits
+from engine.cgroups.stats import read_stats
 from engine.errors import EngineError, InvalidArgument, StepError
 from engine.steps import Recorder
 
@@ -213,8 +214,6 @@ class CgroupDriver(ABC):
         return self.apply(limits)
 
     def stats(self) -> dict:
-        from engine.cgroups.stats import read_stats
-
         return read_stats(self)
 
     def pids(self) -> list[int]:

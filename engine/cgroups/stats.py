@@ -13,7 +13,15 @@ import time
 TYPE_CHECKING = False  # typing itself costs ~3 ms to import; annotations are strings here
 
 if TYPE_CHECKING:
-    from engine.cgroups.base import CgroupDriver
+    from typing import Protocol
+
+    class Readable(Protocol):
+        """What a reading needs of a cgroup driver (engine/cgroups/base.py builds on this module,
+        not the other way round): its version and its directories."""
+
+        version: str
+
+        def paths(self) -> dict[str, str]: ...
 
 UNLIMITED = 1 << 62  # v1 reports "no limit" as PAGE_COUNTER_MAX pages; treat as None
 
@@ -68,7 +76,7 @@ def read_keyed(path: str | None) -> dict[str, int]:
     return out
 
 
-def read_stats(driver: CgroupDriver) -> dict:
+def read_stats(driver: Readable) -> dict:
     """One reading: cpu, memory, pids, block I/O and freezer counters, normalised across v1/v2."""
     out: dict = dict.fromkeys(_KEYS)
     out["version"] = driver.version

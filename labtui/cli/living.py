@@ -38,7 +38,7 @@ def _add_exec(sub) -> None:
 
 
 def cmd_exec(args: argparse.Namespace) -> int:
-    from engine import exec as exec_
+    from engine import exec_main
     from engine.errors import InvalidArgument
 
     command = list(args.command)
@@ -46,8 +46,8 @@ def cmd_exec(args: argparse.Namespace) -> int:
         command = command[1:]
     if not command:
         raise InvalidArgument("exec needs a command: labtui exec [OPTIONS] CONTAINER COMMAND [ARG...]")
-    return exec_.exec_in(args.container, command, tty=args.tty, interactive=args.interactive, detach=args.detach,
-                         env=args.env, user=args.user, workdir=args.workdir)
+    return exec_main.exec_in(args.container, command, tty=args.tty, interactive=args.interactive,
+                             detach=args.detach, env=args.env, user=args.user, workdir=args.workdir)
 
 
 # ---- trace --------------------------------------------------------------------------------------

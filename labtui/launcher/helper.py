@@ -580,13 +580,13 @@ def serve_request(conn: socket.socket, fds: list[int], client: int, cwd: str, um
     sys.argv = ["labtui", *argv]
     conn.send(b"P%d" % os.getpid())
     die_with_client(conn)
-    from engine import api
+    from engine import spawn
 
-    api.FORK_CLOSE_FDS.append(conn.fileno())  # supervisors forked from here must not keep it
+    spawn.FORK_CLOSE_FDS.append(conn.fileno())  # supervisors forked from here must not keep it
     sup_pid, sup_ctrl = sup
     if sup_ctrl is not None:
-        api.FORK_CLOSE_FDS.append(sup_ctrl.fileno())
-        api.SUPERVISOR_SPAWNER = spawner(sup_pid, sup_ctrl, teach)
+        spawn.FORK_CLOSE_FDS.append(sup_ctrl.fileno())
+        spawn.SUPERVISOR_SPAWNER = spawner(sup_pid, sup_ctrl, teach)
     code = run_cli(argv)  # (it flushed sys.stdout and sys.stderr)
     # The caller's stdin, stdout and stderr go back now: whoever reads them to EOF
     # (`$(labtui ...)`, a pipe) must not wait for this process to free its memory (~2 ms).

@@ -4,7 +4,7 @@ A `run` spends most of its time importing and starting Python code, first in the
 in the supervisor it forks (engine.supervisor, engine.init, the seccomp and cgroup modules). The
 supervisor's share need not wait for the command's: a process forked early imports it on the
 other CPU while the command parses its arguments and makes the container's records, then waits
-on a socket. engine.api's SUPERVISOR_SPAWNER hook hands it the container instead of forking.
+on a socket. engine.spawn's SUPERVISOR_SPAWNER hook hands it the container instead of forking.
 
 Two places make one: labtui/launcher/helper.py (a spare forked from the warm helper, its memory copied
 ahead of time) and, when no helper runs, labtui/launcher/launch.py (prefork(), right after start-up).
@@ -30,7 +30,7 @@ SUPERVISOR_MODULES = [
 
 
 def spawner(pid: int, ctrl: socket.socket, teach: bool = True):
-    """engine.api's hook: the first supervisor this command starts is the waiting process.
+    """engine.spawn's hook: the first supervisor this command starts is the waiting process.
     teach: whether it tells the helper's next spares which pages it wrote (labtui/launcher/helper.py)."""
     def spawn(cid: str, status_w: int, client: socket.socket | None, winsize) -> int | None:
         if ctrl.fileno() < 0:
@@ -52,10 +52,10 @@ def spawner(pid: int, ctrl: socket.socket, teach: bool = True):
 def _close(ctrl: socket.socket) -> None:
     """Close it, and take it off the list of fds a forked supervisor closes: its number may be
     reused by the next descriptor opened."""
-    from engine import api
+    from engine import spawn
 
-    if ctrl.fileno() in api.FORK_CLOSE_FDS:
-        api.FORK_CLOSE_FDS.remove(ctrl.fileno())
+    if ctrl.fileno() in spawn.FORK_CLOSE_FDS:
+        spawn.FORK_CLOSE_FDS.remove(ctrl.fileno())
     ctrl.close()
 
 
@@ -115,7 +115,7 @@ def set_comm(name: bytes) -> None:
 
 def prefork(network: bool = False) -> None:
     """In a command started without the helper: fork now, import the supervisor's modules in the
-    child while this process goes on, and let engine.api hand the container to it. The child
+    child while this process goes on, and let engine.spawn hand the container to it. The child
     leaves when this process's end of the socket closes unused (exit, or a command that starts
     no container). network: the command asks for a network of its own (a bridge): the child
     imports pyroute2's IPRoute too (~60 ms), which the supervisor needs for the veth."""
@@ -135,10 +135,10 @@ def prefork(network: bool = False) -> None:
         finally:
             os._exit(code)
     theirs.close()
-    from engine import api
+    from engine import spawn
 
-    api.SUPERVISOR_SPAWNER = spawner(pid, mine)
-    api.FORK_CLOSE_FDS.append(mine.fileno())  # a supervisor forked after all must not hold it
+    spawn.SUPERVISOR_SPAWNER = spawner(pid, mine)
+    spawn.FORK_CLOSE_FDS.append(mine.fileno())  # a supervisor forked after all must not hold it
 
 
 def _prepare_child(network: bool = False) -> None:

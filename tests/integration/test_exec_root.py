@@ -122,6 +122,27 @@ def test_environment_workdir_user_stdin_and_exit_codes():
 
 @root
 @pytest.mark.usefixtures("clean_containers")
+def test_the_engines_exec_program_answers_as_labtui_exec_does():
+    """`python -m engine.exec_main` (what a supervisor's health check runs): same options, output,
+    messages and exit codes as `labtui exec`, without starting the CLI."""
+    from engine import exec_main
+
+    cid = run_d("busybox", "sleep", "60")
+
+    def run(*argv: str, **kw: object) -> subprocess.CompletedProcess:
+        cmd = exec_main.command_line(cid, list(argv), **kw)  # type: ignore[arg-type]
+        assert cmd[1:3] == ["-m", "engine.exec_main"]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+
+    p = run("sh", "-c", 'echo "$FOO $(id -u) $(pwd)"; exit 3', env=["FOO=bar"], user="nobody", workdir="/etc")
+    assert (p.returncode, p.stdout) == (3, "bar 65534 /etc\n")
+    p = run("nosuchcmd")
+    assert p.returncode == 127 and p.stderr == 'labtui: exec: "nosuchcmd": executable file not found in $PATH\n'
+    assert run("true", detach=True).returncode == 0
+
+
+@root
+@pytest.mark.usefixtures("clean_containers")
 def test_exec_is_refused_for_paused_and_stopped_containers():
     cid = run_d("--name", "exec-refused", "busybox", "sleep", "60")
     labtui("pause", cid)

@@ -44,7 +44,8 @@ __all__ = [
     "validate_network", "wait", "write_etc_files",
     # re-exported from the modules below
     "FORK_CLOSE_FDS", "SIGNAL_ALIASES", "empty_trash", "follow_logs", "gate_pending", "gate_release",
-    "main_pid", "parse_signal", "read_logs", "read_status", "remove", "send_signal", "spawn_supervisor",
+    "main_pid", "parse_signal", "read_logs", "read_status", "remove", "restore_container", "send_signal",
+    "spawn_supervisor",
     "teardown", "wait_pid_exit", "wait_recorded",
 ]
 
@@ -568,10 +569,26 @@ def checkpoint(ref: str, name: str = "checkpoint", leave_running: bool = False) 
     return "checkpointed as " + cp.checkpoint(ref, name, leave_running)["name"]
 
 
-def restore(ref: str, name: str = "checkpoint") -> str:
+def restore_container(ref: str | Container, name: str = "checkpoint", client=None, winsize=None) -> Container:
+    """Start the container's supervisor in restore mode and wait until the restored tree runs
+    (engine/checkpoint: the checks and the mark here, criu restore in the supervisor)."""
     from engine import checkpoint as cp
 
-    cp.restore(ref, name)
+    c = cp.prepare_restore(ref, name)
+    try:
+        status_r, sup_pid = spawn_supervisor(c.id, client, winsize)
+        msg = read_status(status_r, c)
+    finally:
+        cp.end_restore(c)
+    if msg.get("t") == "error":
+        raise EngineError(msg.get("message", "restore failed"), exit_code=int(msg.get("exit_code", 125)))
+    c = state.load(c.id)
+    c.supervisor_pid = sup_pid  # type: ignore[attr-defined]
+    return c
+
+
+def restore(ref: str, name: str = "checkpoint") -> str:
+    restore_container(ref, name)
     return f"restored from {name}"
 
 

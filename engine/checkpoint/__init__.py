@@ -4,7 +4,8 @@ checkpoint(): `criu dump` freezes every process of the container, reads its stat
 parasite injected with ptrace (memory, registers, fds, signal masks, namespaces, mounts) into
 image files under <container dir>/checkpoints/<name>, and then labtui kills the frozen tree.
 
-restore(): the container's supervisor starts again in "restore" mode; instead of clone(2) it runs
+restore (engine.api.restore_container, after prepare_restore()): the container's supervisor
+starts again in "restore" mode; instead of clone(2) it runs
 `criu restore` (in_supervisor.py), which rebuilds the process tree in new namespaces with
 the same PIDs inside, as a child of the supervisor (--restore-sibling), so exit codes, logs and
 attach keep working as after a normal start.
@@ -38,10 +39,11 @@ from engine.checkpoint.caller import (
     ETC_FILES,
     check_external_files,
     checkpoint,
+    end_restore,
     external_files,
     external_mounts,
     mount_ids,
-    restore,
+    prepare_restore,
     stdio_pipes,
 )
 from engine.checkpoint.criu import (
@@ -74,5 +76,5 @@ __all__ = [
     "NAME_RE", "SOCKETS_AND_LOCKS", "RestorePlan", "build_restore", "check_external_files", "checkpoint",
     "checkpoint_dir", "checkpoints_dir", "criu_path", "criu_reason", "criu_version", "external_files",
     "external_mounts", "list_checkpoints", "mount_ids", "read_manifest", "remove_checkpoint",
-    "require_criu", "restore", "stdio_pipes", "validate_name",
+    "require_criu", "end_restore", "prepare_restore", "stdio_pipes", "validate_name",
 ]

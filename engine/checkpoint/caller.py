@@ -18,7 +18,6 @@ from engine.checkpoint.criu import SOCKETS_AND_LOCKS, require_criu, run_criu
 from engine.checkpoint.store import MANIFEST, checkpoint_dir, read_manifest, validate_name
 from engine.errors import Conflict, EngineError
 from engine.process import wait_pid_exit, wait_recorded
-from engine.spawn import read_status, spawn_supervisor
 from engine.state import Container
 from engine.steps import Recorder, container_recorder
 
@@ -257,10 +256,10 @@ def _kill_stopped_tree(c: Container, rec: Recorder, init_pid: int) -> None:
 
 # ---- restore -------------------------------------------------------------------------------------
 
-def restore(ref: str | Container, name: str = "checkpoint", client=None, winsize=None) -> Container:
-    """Start the container's supervisor in restore mode (state "restore": name) and wait until
-    the restored tree runs. The supervisor calls in_supervisor.start_restored() instead of its
-    clone path."""
+def prepare_restore(ref: str | Container, name: str = "checkpoint") -> Container:
+    """Check that the container can be restored from checkpoint `name` and mark it so (state
+    "restore": name): the supervisor that engine.api.restore_container starts next then calls
+    in_supervisor.start_restored() instead of its clone path. Undo with end_restore()."""
     c = ref if isinstance(ref, Container) else state.resolve(ref)
     validate_name(name)
     st = c.status
@@ -275,16 +274,12 @@ def restore(ref: str | Container, name: str = "checkpoint", client=None, winsize
     require_criu(container_recorder(c.id))
     check_external_files(manifest)
     state.update_state(c.id, restore=name, manual_stop=None)
-    try:
-        status_r, sup_pid = spawn_supervisor(c.id, client, winsize)
-        msg = read_status(status_r, c)
-    finally:
-        state.update_state(c.id, restore=None)
-    if msg.get("t") == "error":
-        raise EngineError(msg.get("message", "restore failed"), exit_code=int(msg.get("exit_code", 125)))
-    c = state.load(c.id)
-    c.supervisor_pid = sup_pid  # type: ignore[attr-defined]
     return c
+
+
+def end_restore(c: Container) -> None:
+    """The supervisor has read the mark (or failed to start): clear it."""
+    state.update_state(c.id, restore=None)
 
 
 def check_external_files(manifest: dict) -> None:

@@ -37,8 +37,8 @@ def cmd_checkpoint(args: argparse.Namespace) -> int:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    from engine import checkpoint
+    from engine import api
 
-    c = checkpoint.restore(args.container, args.name)
+    c = api.restore_container(args.container, args.name)
     print(c.name)
     return 0

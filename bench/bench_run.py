@@ -38,7 +38,7 @@ import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LABTUI = [sys.executable, "-SI", os.path.join(REPO, "labtui", "launch.py")]
+LABTUI = [sys.executable, "-SI", os.path.join(REPO, "labtui", "launcher", "launch.py")]
 # The helper, and the bench's cgroup parent (it stays between containers: engine/cgroups).
 STOP_HELPER = [sys.executable, "-c", "from labtui.launcher import helper; helper.stop(); "
                "from engine import cgroups; from engine.steps import null_recorder; "

@@ -228,6 +228,8 @@ class Helper:
                     self.reap(key.fd)
                 elif key.data == "ready":
                     self.on_ready(key.fileobj)
+                elif isinstance(key.data, tuple):  # ("client", the worker's pidfd)
+                    self.client_gone(key.fileobj, key.data[1])
                 elif key.data == "maker":
                     self.reap_maker(key.fd)
                 else:  # a spare that died, or an adopted supervisor that finished
@@ -425,6 +427,18 @@ class Helper:
         for fd in fds:
             os.close(fd)
         self.workers[pidfd] = (child, conn)
+        self.sel.register(conn, selectors.EVENT_READ, ("client", pidfd))
+
+    def client_gone(self, conn: socket.socket, pidfd: int) -> None:
+        """The caller closed its end (it sends nothing after its request): it exited or was
+        killed. The worker kills itself on that (die_with_client), unless it is stopped: a
+        caller killed after ^Z (or whose own stop the kernel discarded) leaves it stopped,
+        with SIGIO pending and no one to resume it. SIGCONT lets it run and die."""
+        self.sel.unregister(conn)
+        try:
+            signal.pidfd_send_signal(pidfd, signal.SIGCONT)
+        except OSError:
+            pass
 
     def dispatch(self, sp: Spare, conn: socket.socket, fds: list[int], client: int, word: str,
                  data: bytes, teach: bool) -> None:
@@ -447,6 +461,10 @@ class Helper:
     def reap(self, pidfd: int) -> None:
         child, conn = self.workers.pop(pidfd)
         self.sel.unregister(pidfd)
+        try:
+            self.sel.unregister(conn)  # unless client_gone did
+        except KeyError:
+            pass
         os.close(pidfd)
         _, status = os.waitpid(child, 0)
         try:

@@ -94,14 +94,27 @@ def via_helper(argv: list):
             return
         try:
             if signum == _signal.SIGTSTP:  # ^Z: the worker stops with us, and goes on with us
-                posix.kill(worker, _signal.SIGSTOP)
-                _signal.signal(_signal.SIGTSTP, _signal.SIG_DFL)
-                posix.kill(posix.getpid(), _signal.SIGTSTP)
-                _signal.signal(_signal.SIGTSTP, forward)  # we run again: SIGCONT follows
+                stop_with_worker()
             else:
                 posix.kill(worker, signum)
         except OSError:
             pass
+
+    def stop_with_worker() -> None:
+        """Stop the worker, then ourselves the default way. SIGCONT is held meanwhile to tell
+        whether we stopped at all: in an orphaned process group (no job-control shell above it:
+        setsid, nohup, a CI runner) the kernel discards SIGTSTP (POSIX; signal(7)), as it would
+        for the command run the ordinary way; the worker must then go on too, or it stays
+        stopped with no one to resume it. (labtui/launcher/launcher.c does the same.)"""
+        cont = {_signal.SIGCONT}
+        _signal.pthread_sigmask(_signal.SIG_BLOCK, cont)  # held pending; it still resumes us
+        posix.kill(worker, _signal.SIGSTOP)
+        _signal.signal(_signal.SIGTSTP, _signal.SIG_DFL)
+        posix.kill(posix.getpid(), _signal.SIGTSTP)  # stopped here until SIGCONT, or discarded
+        _signal.signal(_signal.SIGTSTP, forward)
+        if _signal.SIGCONT not in _signal.sigpending():
+            posix.kill(worker, _signal.SIGCONT)  # we never stopped
+        _signal.pthread_sigmask(_signal.SIG_UNBLOCK, cont)  # a held SIGCONT is forwarded now
 
     saved = {}
     try:

@@ -61,15 +61,27 @@ static void forward(int sig) {
                 pending |= 1 << i;
     } else if (sig == SIGTSTP) {
         /* ^Z: the worker stops with us and goes on with us (SIGCONT is forwarded too). Stop
-         * ourselves the default way: SIGTSTP is blocked in its own handler, so unblock it. */
-        sigset_t s;
+         * ourselves the default way: SIGTSTP is blocked in its own handler, so unblock it.
+         * SIGCONT is held meanwhile, to tell afterwards whether we stopped at all: in an
+         * orphaned process group (no job-control shell above it: setsid, nohup, a CI runner)
+         * the kernel discards SIGTSTP (POSIX; signal(7), kernel/signal.c), as it would for the
+         * command run the ordinary way. Then the worker must go on too, or it stays stopped
+         * with no one to resume it. */
+        sigset_t s, cont;
+        sigemptyset(&cont);
+        sigaddset(&cont, SIGCONT);
+        sigprocmask(SIG_BLOCK, &cont, NULL); /* held pending; it still resumes us (signal(7)) */
         kill(worker, SIGSTOP);
         handle(SIGTSTP, SIG_DFL);
         raise(SIGTSTP);
         sigemptyset(&s);
         sigaddset(&s, SIGTSTP);
-        sigprocmask(SIG_UNBLOCK, &s, NULL); /* stopped here until SIGCONT */
+        sigprocmask(SIG_UNBLOCK, &s, NULL); /* stopped here until SIGCONT, or discarded */
         handle(SIGTSTP, forward);
+        sigpending(&s);
+        if (!sigismember(&s, SIGCONT))
+            kill(worker, SIGCONT); /* we never stopped */
+        sigprocmask(SIG_UNBLOCK, &cont, NULL); /* a held SIGCONT is forwarded now */
     } else {
         kill(worker, sig);
     }

@@ -23,7 +23,7 @@ from tests.helpers import helper_pid, inspect, labtui, our_processes, own_state_
 pytestmark = pytest.mark.root
 
 REPO = Path(__file__).resolve().parents[2]
-LAUNCH = [sys.executable, "-SI", str(REPO / "labtui" / "launch.py")]
+LAUNCH = [sys.executable, "-SI", str(REPO / "labtui" / "launcher" / "launch.py")]
 COLD = [sys.executable, "-m", "labtui.cli"]
 
 
@@ -109,6 +109,39 @@ def test_signals_to_the_caller_reach_the_container(helper):
     assert labtui("inspect", name, check=False).returncode != 0  # --rm removed it
 
 
+def _state(pid: int) -> str:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+
+@pytest.mark.parametrize("orphaned", [False, True], ids=["job", "orphaned-group"])
+def test_ctrl_z_stops_the_worker_with_its_caller_unless_the_kernel_discards_it(helper, orphaned):
+    """As a job of its own (a shell's), ^Z stops the launcher and its worker, SIGCONT resumes
+    both. In an orphaned process group (a session of its own) the kernel discards the
+    launcher's SIGTSTP (signal(7)): the worker it stopped first goes on with it."""
+    name = f"helper-tstp-{os.getpid()}-{int(orphaned)}"
+    p = subprocess.Popen(LAUNCH + ["run", "--rm", "--name", name, "busybox", "sleep", "30"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         **({"start_new_session": True} if orphaned else {"process_group": 0}))
+    try:
+        wait_for(lambda: _status(name) == "running", what="running")
+        pipe = os.fstat(p.stdout.fileno()).st_ino
+        [worker] = [w for w in _workers(helper_pid()) if os.stat(f"/proc/{w}/fd/1").st_ino == pipe]
+        p.send_signal(signal.SIGTSTP)
+        if orphaned:
+            time.sleep(0.5)
+            wait_for(lambda: _state(p.pid) != "T" and _state(worker) != "T", what="both running")
+        else:
+            wait_for(lambda: _state(p.pid) == "T" and _state(worker) == "T", what="both stopped")
+            p.send_signal(signal.SIGCONT)
+            wait_for(lambda: _state(p.pid) != "T" and _state(worker) != "T", what="both running again")
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=20) == 128 + signal.SIGTERM
+    finally:
+        p.kill()
+        p.wait()
+        labtui("rm", "-f", name, check=False)
+
+
 def _status(name: str) -> str | None:
     """Through the ordinary CLI: no worker of the helper's own (LABTUI_TEST_VIA=launcher)."""
     p = subprocess.run(COLD + ["inspect", name], capture_output=True, text=True, timeout=30)
@@ -147,7 +180,7 @@ def _workers(helper: int) -> list[int]:
 
 
 def test_stale_helper_is_not_used_and_is_replaced(helper):
-    target = REPO / "labtui" / "attach_client.py"
+    target = REPO / "labtui" / "cli" / "attach_client.py"
     st = target.stat()
     os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
     try:

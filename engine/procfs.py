@@ -140,3 +140,22 @@ def parse_mountinfo(text: str) -> list[dict[str, str]]:
 def mountinfo(pid: int | str = "self", proc: str = PROC) -> list[dict[str, str]]:
     """The mount table as a process sees it ([] when the process is gone)."""
     return parse_mountinfo(read_text(f"{proc}/{pid}/mountinfo") or "")
+
+
+def namespaces(pid: int | str, proc: str = PROC) -> dict[str, tuple[int, int]]:
+    """Every namespace of a process, /proc/PID/ns/* (cgroup, ipc, mnt, net, pid,
+    pid_for_children, time, time_for_children, user, uts), as (device, inode): two processes
+    are in the same namespace exactly when these are equal (namespaces(7)). {} when the process
+    is gone; a kind the kernel lacks is simply absent."""
+    try:
+        kinds = os.listdir(f"{proc}/{pid}/ns")
+    except OSError:
+        return {}
+    out = {}
+    for kind in kinds:
+        try:
+            st = os.stat(f"{proc}/{pid}/ns/{kind}")
+        except OSError:
+            continue
+        out[kind] = (st.st_dev, st.st_ino)
+    return out

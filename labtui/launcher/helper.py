@@ -28,10 +28,10 @@ import resource
 import selectors
 import signal
 import socket
-import struct
 import sys
 import time
 
+from labtui.launcher import trust
 from labtui.launcher import written_pages as pages
 from labtui.launcher.launch import PROTOCOL, run_dir, socket_path
 from labtui.launcher.spare import (
@@ -140,6 +140,7 @@ class Helper:
         self.listener: socket.socket | None = None
         self.sock_ino = 0
         self.stamp: dict[str, float] = {}
+        self.own: dict[str, str | None] = {}  # what confines the helper (trust.py), read once ready
         self.last = time.monotonic()
         self.stopping = False
         self.terminate = False
@@ -397,9 +398,10 @@ class Helper:
         fds: list[int] = []
         try:
             data, fds, _, _ = socket.recv_fds(conn, 1 << 20, 3)
-            pid, uid, _ = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
-            if uid != 0 or len(fds) != 3:
-                conn.send(b"R")
+            pid, why = trust.refusal(conn, trust.own_facts(self.own))
+            if why is not None or len(fds) != 3:
+                conn.send(b"R")  # its launcher runs the command itself, confined as it is
+                print(f"labtui helper: refused PID {pid}: {why or 'no stdio'}", file=sys.stderr)
                 raise ValueError("refused")
             if is_stale(self.stamp):
                 conn.send(b"S")
@@ -769,6 +771,7 @@ def main() -> None:
     preload()
     _set_nice(0)
     h.stamp = source_stamp()
+    h.own = trust.facts("self") or {}
     gc.collect()
     gc.freeze()  # forked workers then never touch these objects' pages to collect them
     h.listen()

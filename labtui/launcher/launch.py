@@ -23,6 +23,7 @@ PROTOCOL = b"labtui-helper-1"
 # The terminal app and the web server keep running for hours with threads of their own: they
 # gain nothing from the helper.
 LOCAL_COMMANDS = {"serve"}
+REFUSED: list = []  # set when the helper refused this caller (labtui/launcher/trust.py)
 FORWARDED = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT, _signal.SIGUSR1,
              _signal.SIGUSR2, _signal.SIGWINCH, _signal.SIGTSTP, _signal.SIGCONT)
 
@@ -127,6 +128,8 @@ def via_helper(argv: list):
         msg = b""
     if msg[:1] != b"P":  # "S": the helper's code is stale; "R": refused; nothing: it went away
         s.close()
+        if msg[:1] == b"R":
+            REFUSED.append(True)  # a helper runs, but not for us (trust.py): starting another is useless
         # The command runs here after all: its signals are its own again, and one that came
         # meanwhile (^C during the hand-over) acts now.
         for sig, handler in saved.items():
@@ -217,7 +220,8 @@ def main() -> None:
         code = via_helper(argv)
         if code is not None:
             posix._exit(code)
-        start_helper()
+        if not REFUSED:
+            start_helper()
     run_here()
 
 

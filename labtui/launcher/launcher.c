@@ -8,7 +8,8 @@
  * ~6.5 ms here (about 730 page faults on this VM), a static C program ~0.5 ms.
  *
  * When no helper takes the command (none running, not root, LABTUI_HELPER=0, a stale helper,
- * no arguments: the terminal app) it execs `python3 -SI labtui/launcher/launch.py ARGS...`, which runs
+ * a caller confined otherwise than the helper (labtui/launcher/trust.py), no arguments: the
+ * terminal app) it execs `python3 -SI labtui/launcher/launch.py ARGS...`, which runs
  * the command the ordinary way and starts a helper. docs/launcher.md explains the whole path.
  *
  * Built with -DLABTUI_PYTHON="..." -DLABTUI_LAUNCH_PY="..." (the venv's interpreter and this
@@ -227,7 +228,8 @@ static int via_helper(int argc, char **argv) {
     for (int i = 0; i < NFORWARDED; i++)
         handle(FORWARDED[i], forward);
     if (send_request(s, argc, argv, fds) < 0 || recv_msg(s, buf, sizeof buf) <= 0 || buf[0] != 'P') {
-        close(s); /* "S": the helper's code is stale; "R": refused; nothing: it went away */
+        close(s); /* "S": the helper's code is stale; "R": refused (we are not confined as it
+                   * is: trust.py); nothing: it went away */
         return -1;
     }
     /* Signals that came before we knew the worker: to it now, in order with any new one. */

@@ -261,6 +261,78 @@ def test_spares_copy_ahead_only_the_pages_commands_write(helper):
     assert {kind: (run / f"helper-hot.{helper}.{kind}").stat().st_mtime_ns for kind in learned} == stamps
 
 
+# ---- callers confined otherwise than the helper: the cold path, in their own world (trust.py) ---
+
+# Run as `python -c CONFINE STEP ARGS...`: confine this process one way, then exec the launcher
+# with ARGS. ctypes and libc, not unshare(1) or capsh(8): nothing to install.
+CONFINE = """
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+def ok(rc):
+    if rc != 0:
+        raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+step = sys.argv[1]
+if step == "drop-net-raw":
+    ok(libc.prctl(24, 13, 0, 0, 0))  # PR_CAPBSET_DROP CAP_NET_RAW: exec then leaves it out of every set
+elif step == "netns":
+    ok(libc.unshare(0x40000000))  # CLONE_NEWNET: a network namespace with only lo
+elif step.startswith("mntns:"):
+    ok(libc.unshare(0x00020000))  # CLONE_NEWNS
+    ok(libc.mount(None, b"/", None, 0x4000 | 0x40000, None))  # MS_REC|MS_PRIVATE: nothing leaks out
+    d = step.split(":", 1)[1].encode()
+    ok(libc.mount(b"tmpfs", d, b"tmpfs", 0, b"size=1m"))  # seen in this namespace only
+    with open(os.path.join(d, b"only-here"), "w") as f:
+        f.write("the caller's tmpfs\\n")
+os.execv(sys.argv[2], sys.argv[2:])
+"""
+
+
+def confined(step: str, *args: str) -> tuple[int, int, str, str]:
+    """Confined by `step`, the launcher runs ARGS: (its PID, exit code, stdout, stderr)."""
+    p = subprocess.Popen([sys.executable, "-c", CONFINE, step, *LAUNCH, *args], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    out, err = p.communicate(timeout=60)
+    return p.pid, p.returncode, out, err
+
+
+def refused(pid: int) -> str:
+    """The helper's log line about PID, if it refused it."""
+    log = (Path(os.environ["LABTUI_ROOT"]) / "run" / "helper.log").read_text()
+    return next((ln for ln in log.splitlines() if f"refused PID {pid}:" in ln), "")
+
+
+def test_a_caller_without_a_capability_runs_cold_and_its_container_lacks_it_too(helper):
+    """CAP_NET_RAW (docker's default set has it) dropped from the caller's bounding set: the
+    helper, which has it, refuses; the command runs in the caller, and so does its container,
+    which gets what the caller has and no more."""
+    pid, rc, out, err = confined("drop-net-raw", "run", "--rm", "busybox", "grep", "CapBnd", "/proc/self/status")
+    assert rc == 0, err
+    assert not int(out.split()[1], 16) & (1 << 13)  # no CAP_NET_RAW in the container
+    assert "capability bounding set" in refused(pid)
+    served = served_by_helper("run", "--rm", "busybox", "grep", "CapBnd", "/proc/self/status")
+    assert int(served.stdout.split()[1], 16) & (1 << 13)  # a trusted caller's container has it
+
+
+def test_a_caller_in_another_network_namespace_runs_cold_in_it(helper):
+    """`--network host` is the caller's network: here a namespace with only lo, not the helper's."""
+    pid, rc, out, err = confined("netns", "run", "--rm", "--network", "host", "busybox", "cat", "/proc/net/dev")
+    assert rc == 0, err
+    assert [ln.split(":")[0].strip() for ln in out.splitlines()[2:]] == ["lo"]
+    assert "net namespace" in refused(pid)
+
+
+def test_a_caller_in_another_mount_namespace_runs_cold_and_sees_its_own_mounts(helper, tmp_path):
+    """A tmpfs mounted only in the caller's mount namespace reaches its container through a bind
+    volume: the container was made in the caller's world. (Served by the helper, the same
+    directory would be empty.)"""
+    d = tmp_path / "caller-only"
+    d.mkdir()
+    pid, rc, out, err = confined(f"mntns:{d}", "run", "--rm", "-v", f"{d}:/m", "busybox", "cat", "/m/only-here")
+    assert (rc, out) == (0, "the caller's tmpfs\n"), err
+    assert "mnt namespace" in refused(pid)
+    assert not (d / "only-here").exists()  # and the host never saw it
+
+
 def test_no_worker_or_helper_left_behind(helper):
     assert [c for _, c in our_processes() if c == "labtui-worker"] == []
 

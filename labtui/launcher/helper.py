@@ -160,7 +160,11 @@ class Helper:
     def listen(self) -> None:
         from engine import attach
 
-        srv = attach.listen_unix(socket_path(), socket.SOCK_SEQPACKET, 64)
+        old = os.umask(0o177)  # bind(2) makes the socket's node: never wider than 0600, even
+        try:                   # before listen_unix's chmod
+            srv = attach.listen_unix(socket_path(), socket.SOCK_SEQPACKET, 64)
+        finally:
+            os.umask(old)
         self.sock_ino = os.stat(socket_path()).st_ino  # to remove the path only while it is still ours
         self.listener = srv
         self.sel.register(srv, selectors.EVENT_READ, "listen")
@@ -744,15 +748,36 @@ def stop(timeout: float = 5.0) -> bool:
     return True
 
 
-def main() -> None:
+def private_file(path: str, flags: int) -> int:
+    """Open (creating it if need be) a file only root may read or write: 0600 whatever the umask
+    and whatever mode an older file had (open(2) applies the mode only when it creates)."""
+    fd = os.open(path, flags | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    os.fchmod(fd, 0o600)
+    return fd
+
+
+def private_run_dir() -> str:
+    """The run directory, 0700 (its socket is the helper's door: only root may reach it), made
+    or tightened so whatever umask the command that started us had (and its parents, if made
+    here, 0700 too: makedirs gives them 0777 less the umask)."""
     d = run_dir()
-    os.makedirs(d, mode=0o700, exist_ok=True)
-    lock = os.open(os.path.join(d, "helper.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    old = os.umask(0o077)
+    try:
+        os.makedirs(d, mode=0o700, exist_ok=True)
+    finally:
+        os.umask(old)
+    os.chmod(d, 0o700)
+    return d
+
+
+def main() -> None:
+    d = private_run_dir()
+    lock = private_file(os.path.join(d, "helper.lock"), os.O_RDWR)
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         return  # one helper per state directory: another one serves (or is finishing)
-    log = os.open(os.path.join(d, "helper.log"), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    log = private_file(os.path.join(d, "helper.log"), os.O_WRONLY | os.O_APPEND)
     os.dup2(log, 2)
     os.close(log)
     set_comm(COMM)

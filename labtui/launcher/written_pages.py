@@ -72,7 +72,10 @@ def remember(path: str) -> None:
     if old is not None:
         pages.update(old)
     tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "wb") as f:
+    # 0600 whatever the umask: the process writing is a worker that took its caller's.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    os.fchmod(fd, 0o600)
+    with open(fd, "wb") as f:
         array("Q", sorted(pages)).tofile(f)
     os.rename(tmp, path)
 

@@ -353,6 +353,23 @@ def test_helper_whose_run_directory_is_wiped_leaves():
         wait_for(lambda: helper_pid(root), timeout=20, what="a new helper")
 
 
+def test_the_helpers_directory_and_files_are_private_under_any_umask():
+    """Started by, and serving, commands run under umask 000: the run directory is 0700 and
+    everything the helper and its workers write there is 0600 (modes given, not umask-made)."""
+    with own_state_dir() as root:
+        env = dict(os.environ, LABTUI_ROOT=root)
+        assert launch("ps", env=env, umask=0).returncode == 0
+        wait_for(lambda: sock(root).exists() and helper_pid(root), timeout=20, what="the helper to start")
+        for _ in range(2):
+            assert launch("ps", env=env, umask=0).returncode == 0  # served: its worker writes too
+        run = Path(root) / "run"
+        wait_for(lambda: list(run.glob("helper-hot.*")), what="a worker's file")
+        time.sleep(0.3)
+        assert oct(run.stat().st_mode & 0o777) == oct(0o700)
+        files = ["helper.lock", "helper.log", "helper.sock", *(f.name for f in run.glob("helper-*"))]
+        assert {f: oct((run / f).stat().st_mode & 0o777) for f in files} == {f: oct(0o600) for f in files}
+
+
 # ---- without a helper: the supervisor-to-be forked first (labtui/launcher/spare.py prefork) -------------
 
 NO_HELPER = dict(os.environ, LABTUI_HELPER="0")

@@ -44,6 +44,7 @@ from labtui.launcher.spare import (
     supervise,
     warm,
 )
+from labtui.launcher.stamp import is_stale, source_stamp
 
 IDLE_DEFAULT = 900.0
 HELPER_LAYOUT_TTL = 60.0  # seconds; refreshed after a command once half of it has passed
@@ -81,30 +82,6 @@ def preload() -> None:
     cli.warm_regexes()
 
 
-def source_stamp() -> dict[str, float]:
-    """mtime of every module file of ours that is loaded: a changed file makes this helper stale."""
-    here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    out = {}
-    for mod in list(sys.modules.values()):
-        path = getattr(mod, "__file__", None)
-        if path and path.startswith(here):
-            try:
-                out[path] = os.stat(path).st_mtime
-            except OSError:
-                out[path] = 0.0
-    return out
-
-
-def is_stale(stamp: dict[str, float]) -> bool:
-    for path, mtime in stamp.items():
-        try:
-            if os.stat(path).st_mtime != mtime:
-                return True
-        except OSError:
-            return True
-    return False
-
-
 def parse_request(data: bytes) -> tuple[str, int, list[str], dict[str, str]]:
     parts = data.split(b"\0")
     if parts[0] != PROTOCOL:
@@ -139,7 +116,7 @@ class Helper:
         self.adopted: dict[int, int] = {}  # pidfd -> pid: spare supervisors now supervising
         self.listener: socket.socket | None = None
         self.sock_ino = 0
-        self.stamp: dict[str, float] = {}
+        self.stamp: dict[str, tuple[int, int, int]] = {}  # stamp.py
         self.own: dict[str, str | None] = {}  # what confines the helper (trust.py), read once ready
         self.last = time.monotonic()
         self.stopping = False

@@ -9,7 +9,7 @@ import signal
 import time
 from collections.abc import Iterator
 
-from engine import events, paths, state
+from engine import events, paths, prefork, state
 from engine.errors import Conflict, EngineError, InvalidArgument, NotFound
 from engine.spec import RunOptions
 from engine.state import Container
@@ -200,14 +200,10 @@ def start(ref: str | Container, client=None, winsize: tuple[int, int] | None = N
     return c
 
 
-# Descriptors of the calling process that a supervisor forked from it must not keep open, such as
-# the connection of the client a labtui helper's worker serves (labtui/launcher/helper.py).
-FORK_CLOSE_FDS: list[int] = []
-
-# When set: (cid, status write fd, client socket, winsize) -> the PID of a process that becomes the
-# container's supervisor, or None to fork one as usual. labtui's helper hands its pre-forked spare
-# this way (labtui/launcher/helper.py); the engine itself never sets it.
-SUPERVISOR_SPAWNER = None
+# Both are set through engine.prefork, the one hook of a process that imported the engine ahead of
+# time (labtui's helper); kept as names of the facade. FORK_CLOSE_FDS is prefork's very list.
+FORK_CLOSE_FDS: list[int] = prefork.fork_close_fds()
+SUPERVISOR_SPAWNER = None  # read no more: engine.prefork.set_supervisor_spawner()
 
 
 def spawn_supervisor(cid: str, client, winsize, container: Container | None = None) -> tuple[int, int]:
@@ -222,7 +218,8 @@ def spawn_supervisor(cid: str, client, winsize, container: Container | None = No
     # for the import).
     threading = sys.modules.get("threading")
     r, w = os.pipe2(os.O_CLOEXEC)
-    pid = SUPERVISOR_SPAWNER(cid, w, client, winsize) if SUPERVISOR_SPAWNER is not None else None
+    spawner = prefork.supervisor_spawner()
+    pid = spawner(cid, w, client, winsize) if spawner is not None else None
     if pid:
         pass  # a process that was waiting for this took it over (labtui/launcher/helper.py's spare)
     elif threading is None or threading.active_count() == 1:
@@ -231,7 +228,7 @@ def spawn_supervisor(cid: str, client, winsize, container: Container | None = No
             code = 125
             try:
                 os.close(r)
-                for fd in FORK_CLOSE_FDS:
+                for fd in prefork.fork_close_fds():
                     os.close(fd)
                 from engine import supervisor
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import time
 
+from engine import prefork
 from engine.cgroups.alerts import AlertWatcher
 from engine.cgroups.base import (
     DEFAULT_PARENT,
@@ -94,7 +95,7 @@ def remove_empty_parents(rec: Recorder) -> None:
         d.remove_empty_parents()
 
 
-LAYOUT_TTL = 2.0  # seconds a detected host layout is reused
+LAYOUT_TTL = 2.0  # seconds a detected host layout is reused (unless engine.prefork.set_layout_ttl)
 _host_layout: tuple[float, Layout] | None = None
 
 
@@ -107,7 +108,7 @@ def host_layout(refresh: bool = False) -> Layout:
     """
     global _host_layout
     now = time.monotonic()
-    if refresh or _host_layout is None or now - _host_layout[0] > LAYOUT_TTL:
+    if refresh or _host_layout is None or now - _host_layout[0] > prefork.layout_ttl(LAYOUT_TTL):
         _host_layout = (now, detect())
     return _host_layout[1]
 

@@ -68,11 +68,11 @@ PRELOAD = [
 
 def preload() -> None:
     """Everything imported and read once here, inherited by every worker and supervisor for free."""
-    from engine import cgroups
+    from engine import prefork
 
-    # The cgroup mounts: detected again after LAYOUT_TTL; a helper keeps its copy (and its
+    # The cgroup mounts: detected again after the layout's TTL; a helper keeps its copy (and its
     # maker's) fresh after commands (reap, maker_main), so its workers never parse mountinfo.
-    cgroups.LAYOUT_TTL = HELPER_LAYOUT_TTL
+    prefork.set_layout_ttl(HELPER_LAYOUT_TTL)
     err = warm(PRELOAD, network=True)
     if err is not None:  # the worker will say so, in its command
         print(f"labtui helper: seccomp warm-up failed: {err!r}", file=sys.stderr)
@@ -581,13 +581,13 @@ def serve_request(conn: socket.socket, fds: list[int], client: int, cwd: str, um
     sys.argv = ["labtui", *argv]
     conn.send(b"P%d" % os.getpid())
     die_with_client(conn)
-    from engine import api
+    from engine import prefork
 
-    api.FORK_CLOSE_FDS.append(conn.fileno())  # supervisors forked from here must not keep it
+    prefork.close_in_supervisor(conn.fileno())  # supervisors forked from here must not keep it
     sup_pid, sup_ctrl = sup
     if sup_ctrl is not None:
-        api.FORK_CLOSE_FDS.append(sup_ctrl.fileno())
-        api.SUPERVISOR_SPAWNER = spawner(sup_pid, sup_ctrl, teach)
+        prefork.close_in_supervisor(sup_ctrl.fileno())
+        prefork.set_supervisor_spawner(spawner(sup_pid, sup_ctrl, teach))
     code = run_cli(argv)  # (it flushed sys.stdout and sys.stderr)
     # The caller's stdin, stdout and stderr go back now: whoever reads them to EOF
     # (`$(labtui ...)`, a pipe) must not wait for this process to free its memory (~2 ms).

@@ -4,7 +4,7 @@ A `run` spends most of its time importing and starting Python code, first in the
 in the supervisor it forks (engine.supervisor, engine.init, the seccomp and cgroup modules). The
 supervisor's share need not wait for the command's: a process forked early imports it on the
 other CPU while the command parses its arguments and makes the container's records, then waits
-on a socket. engine.api's SUPERVISOR_SPAWNER hook hands it the container instead of forking.
+on a socket. engine.prefork's supervisor spawner hands it the container instead of forking.
 
 Two places make one: labtui/launcher/helper.py (a spare forked from the warm helper, its memory copied
 ahead of time) and, when no helper runs, labtui/launcher/launch.py (prefork(), right after start-up).
@@ -30,7 +30,8 @@ SUPERVISOR_MODULES = [
 
 
 def spawner(pid: int, ctrl: socket.socket, teach: bool = True):
-    """engine.api's hook: the first supervisor this command starts is the waiting process.
+    """For engine.prefork.set_supervisor_spawner: the first supervisor this command starts is the
+    waiting process.
     teach: whether it tells the helper's next spares which pages it wrote (labtui/launcher/helper.py)."""
     def spawn(cid: str, status_w: int, client: socket.socket | None, winsize) -> int | None:
         if ctrl.fileno() < 0:
@@ -52,10 +53,9 @@ def spawner(pid: int, ctrl: socket.socket, teach: bool = True):
 def _close(ctrl: socket.socket) -> None:
     """Close it, and take it off the list of fds a forked supervisor closes: its number may be
     reused by the next descriptor opened."""
-    from engine import api
+    from engine import prefork
 
-    if ctrl.fileno() in api.FORK_CLOSE_FDS:
-        api.FORK_CLOSE_FDS.remove(ctrl.fileno())
+    prefork.keep_in_supervisor(ctrl.fileno())
     ctrl.close()
 
 
@@ -135,10 +135,10 @@ def prefork(network: bool = False) -> None:
         finally:
             os._exit(code)
     theirs.close()
-    from engine import api
+    from engine import prefork
 
-    api.SUPERVISOR_SPAWNER = spawner(pid, mine)
-    api.FORK_CLOSE_FDS.append(mine.fileno())  # a supervisor forked after all must not hold it
+    prefork.set_supervisor_spawner(spawner(pid, mine))
+    prefork.close_in_supervisor(mine.fileno())  # a supervisor forked after all must not hold it
 
 
 def _prepare_child(network: bool = False) -> None:
@@ -196,11 +196,11 @@ def warm(modules: list[str], network: bool = False) -> Exception | None:
         except ImportError:
             pass
     if network:
-        try:
-            from engine.network import netlink
+        from engine import prefork
 
-            netlink._iproute_class()
-        except Exception:
+        try:
+            prefork.import_network()
+        except Exception:  # pyroute2 missing or broken: the bridge network's command says so
             pass
     from engine import cgroups, security, state
 

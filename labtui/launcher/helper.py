@@ -53,6 +53,9 @@ CHECK_EVERY = 2.0  # seconds between checks that helper.sock is still ours
 # cleanup have the CPUs first. (LABTUI_HELPER_SPARE_DELAY: for measuring other values.)
 SPARE_DELAY = float(os.environ.get("LABTUI_HELPER_SPARE_DELAY", "0.05"))
 COMM = b"labtui-helper"
+# LABTUI_HELPER_SPARES=0 (in the environment the helper starts with): no spares, no maker, and no
+# worker learns its pages for them: the helper as it would be without them (bench_run.py --spares-ab).
+SPARES = os.environ.get("LABTUI_HELPER_SPARES", "1") != "0"
 LEARN_WITHIN = 30.0  # seconds: processes that lived longer do not teach spares (labtui/launcher/written_pages.py)
 # The first this many commands of each kind (run, ps, ...) teach the spares which pages they write;
 # the later ones write nearly the same pages, and reading them back costs ~2 ms per process.
@@ -230,7 +233,7 @@ class Helper:
     def make_spares(self) -> None:
         """A spare worker and a spare supervisor, when none waits (only while nothing runs: the
         copying is cheap but not free, and a running command should have both CPUs)."""
-        if os.environ.get("LABTUI_HELPER_SPARES", "1") == "0":
+        if not SPARES:
             return
         for kind in ("worker", "supervisor"):
             if kind not in self.spares:
@@ -243,7 +246,7 @@ class Helper:
         The maker, forked once, writes almost nothing, and makes each spare with
         clone(CLONE_PARENT) (clone(2)): the helper is still its parent, reaps it and gets its
         status, as if it had forked it."""
-        if os.environ.get("LABTUI_HELPER_SPARES", "1") == "0":
+        if not SPARES:
             return
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
         pid = self.fork_child(mine, maker_main, theirs)
@@ -395,7 +398,7 @@ class Helper:
             conn.close()
             return
         word = next((a for a in req[2] if not a.startswith("-")), "")
-        teach = self.taught.get(word, 0) < TEACHERS
+        teach = SPARES and self.taught.get(word, 0) < TEACHERS
         if teach:
             self.taught[word] = self.taught.get(word, 0) + 1
         sp = self.take_spare("worker")

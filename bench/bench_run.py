@@ -14,19 +14,13 @@ every container, so the second is the like-for-like figure.
 
 Two ways to space the runs, each fair to all three:
   default          before each run, wait until the CPUs are idle (whatever the previous command
-                   left running in the background has finished: labtui's cleanup and spares,
+                   left running in the background has finished: labtui's cleanup,
                    the kernel's namespace teardown), then --gap seconds (0.1): commands typed
                    by a person.
   --back-to-back   a script running one command over and over: each of the four runs 10 times
                    in a row, without waiting, then the next (blocks in a shuffled order); each
                    run pays for what the one before it (of its own kind) left running.
---spares-ab       instead of the above: the warm helper with its spares (labtui/launcher/helper.py)
-                 against the same helper without them (LABTUI_HELPER_SPARES=0: no spares, no
-                 maker, no page learning), each with a state directory and a helper of its own,
-                 in the same run, interleaved as above (typed, or --back-to-back). Whether
-                 spares earn their code (docs/launcher.md).
 Usage (root): /opt/labtui-venv/bin/python bench/bench_run.py [-n 30] [--back-to-back] [--network none|bridge]
-              [--spares-ab]
 Needs runc (apt-get install runc). Not a test: figures go into the issue's closing note.
 """
 
@@ -141,49 +135,15 @@ def interleaved(runs: dict, n: int, back_to_back: bool, gap: float) -> dict[str,
     return times
 
 
-def busy() -> float:
-    """How busy the CPUs were over the last minute (load average / CPUs): others' work is noise
-    shared by both arms of an interleaved run, but says how far the figures are from an idle
-    machine's."""
-    return os.getloadavg()[0] / (os.cpu_count() or 1)
-
-
-def spares_ab(args, work: str, env: dict, lab_cmd: list[str]) -> None:
-    """The helper with spares (env's, started already) against one without (a second state
-    directory, its helper started with LABTUI_HELPER_SPARES=0), interleaved."""
-    bare = dict(env, LABTUI_ROOT=os.path.join(work, "state-no-spares"), LABTUI_HELPER_SPARES="0")
-    timed(lab_cmd, dict(bare, LABTUI_HELPER="0"))  # its busybox image
-    timed(lab_cmd, bare)  # starts its helper
-    time.sleep(1.5)
-    for e in (env, bare):  # a few commands each: spares taught their pages, caches warm
-        for _ in range(5):
-            timed(lab_cmd, e)
-            time.sleep(0.2)
-    load0 = busy()
-    t0 = time.monotonic()
-    times = interleaved({"spares": lambda: timed(lab_cmd, env), "no spares": lambda: timed(lab_cmd, bare)},
-                        args.n, args.back_to_back, args.gap)
-    spacing = ("back to back, in blocks of 10 of one kind" if args.back_to_back
-               else f"shuffled, each after the CPUs went idle (or 3 s) + {args.gap} s")
-    print(f"spares A/B: labtui run --rm --network {args.network} busybox true, warm C launcher, {spacing}")
-    print(f"  {time.monotonic() - t0:.0f} s; load average per CPU {load0:.2f} before, {busy():.2f} after")
-    for k, xs in times.items():
-        print(f"  helper, {k + ':':11s}{summary(xs)}")
-    saved = statistics.median(times["no spares"]) - statistics.median(times["spares"])
-    print(f"  spares save {saved:.1f} ms (difference of the medians)")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("-n", type=int, default=30)
     ap.add_argument("--network", default="none")
     ap.add_argument("--gap", type=float, default=0.1, help="seconds of idle before each run (default 0.1)")
     ap.add_argument("--back-to-back", action="store_true",
-                    help="no waiting between runs (the helper's spares then have no idle time to be made in)")
-    ap.add_argument("--spares-ab", action="store_true",
-                    help="the helper with its spares against the helper without them, interleaved")
+                    help="no waiting between runs: each pays for what the one before it left running")
     args = ap.parse_args()
-    if shutil.which("runc") is None and not args.spares_ab:
+    if shutil.which("runc") is None:
         raise SystemExit("runc is not installed: apt-get install runc")
     work = tempfile.mkdtemp(prefix="labtui-bench-", dir="/var/tmp")
     env = dict(os.environ, LABTUI_ROOT=os.path.join(work, "state"), LABTUI_CGROUP_PARENT="labtui-bench",
@@ -202,8 +162,6 @@ def main() -> None:
         timed(lab_cmd, cold_env)  # builds the busybox image once
         timed(lab_cmd, env)  # starts the helper
         time.sleep(1.5)  # ... which imports everything in the background
-        if args.spares_ab:
-            return spares_ab(args, work, env, lab_cmd)
         layer_dir = os.path.join(env["LABTUI_ROOT"], "lib", "layers")
         layer = os.path.join(layer_dir, os.listdir(layer_dir)[0])
         bundle = runc_bundle(layer, work, "bundle")
@@ -236,8 +194,6 @@ def main() -> None:
         print(f"  (against runc with the same seccomp filter as labtui: {mw / ms:.2f}x and {mc / ms:.2f}x)")
     finally:
         subprocess.run(STOP_HELPER, env=env, capture_output=True, cwd=REPO)
-        subprocess.run(STOP_HELPER, env=dict(env, LABTUI_ROOT=os.path.join(work, "state-no-spares")),
-                       capture_output=True, cwd=REPO)
         if args.network != "none":
             subprocess.run(LABTUI + ["system", "prune"], env=dict(env, LABTUI_HELPER="0"), capture_output=True)
             code = "from engine import network; network.remove_network('bridge', lambda n: [], allow_default=True)"

@@ -1,4 +1,4 @@
-"""A container supervisor made ready before it is needed.
+"""A container supervisor made ready before it is needed, when no helper runs.
 
 A `run` spends most of its time importing and starting Python code, first in the command, then
 in the supervisor it forks (engine.supervisor, engine.init, the seccomp and cgroup modules). The
@@ -6,8 +6,10 @@ supervisor's share need not wait for the command's: a process forked early impor
 other CPU while the command parses its arguments and makes the container's records, then waits
 on a socket. engine.prefork's supervisor spawner hands it the container instead of forking.
 
-Two places make one: labtui/launcher/helper.py (a spare forked from the warm helper, its memory copied
-ahead of time) and, when no helper runs, labtui/launcher/launch.py (prefork(), right after start-up).
+labtui/launcher/launch.py makes one (prefork(), right after start-up) when it runs a `run`,
+`start` or `restart` the ordinary way. The warm helper (helper.py) imports these modules once
+(warm()) and its workers fork supervisors as usual: the fork of a process that imported
+everything already costs less than the hand-over.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ import resource
 import socket
 import sys
 
-SUPERVISED_COMMANDS = {"run", "start", "restart"}  # commands that start a container's supervisor
 RLIMITS = [getattr(resource, n) for n in dir(resource) if n.startswith("RLIMIT_")]
 # What a supervisor imports on its way to clone(2): done while waiting, off the command's path.
 SUPERVISOR_MODULES = [
@@ -29,15 +30,14 @@ SUPERVISOR_MODULES = [
 ]
 
 
-def spawner(pid: int, ctrl: socket.socket, teach: bool = True):
+def spawner(pid: int, ctrl: socket.socket):
     """For engine.prefork.set_supervisor_spawner: the first supervisor this command starts is the
-    waiting process.
-    teach: whether it tells the helper's next spares which pages it wrote (labtui/launcher/helper.py)."""
+    waiting process."""
     def spawn(cid: str, status_w: int, client: socket.socket | None, winsize) -> int | None:
         if ctrl.fileno() < 0:
             return None  # used already: fork as usual
         msg = {"cid": cid, "winsize": winsize, "env": dict(os.environ), "cwd": os.getcwd(),
-               "umask": _umask(), "parent": os.getpid(), "teach": teach}
+               "umask": _umask(), "parent": os.getpid()}
         fds = [status_w] + ([client.fileno()] if client is not None else [])
         try:
             socket.send_fds(ctrl, [json.dumps(msg).encode()], fds)

@@ -216,51 +216,6 @@ def test_idle_helper_leaves_and_non_root_never_uses_one():
     assert p.returncode == 125 and "must run as root" in p.stderr
 
 
-def smaps(pid: int) -> dict[str, int]:
-    out = {}
-    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
-        key, value = line.split(":", 1)
-        out[key] = int(value.split()[0])
-    return out
-
-
-def test_spares_copy_ahead_only_the_pages_commands_write(helper):
-    """The spares are the helper's children (made by its maker with CLONE_PARENT) and, once
-    commands have taught them (labtui/launcher/written_pages.py), each copies the pages a command writes and no
-    others: a few MB of the helper's ~20 MB of private memory, where copying all of it was the
-    rule."""
-    for _ in range(3):
-        assert launch("run", "--rm", "busybox", "true").returncode == 0
-        time.sleep(0.3)
-    helper = helper_pid()  # the one serving now (an earlier test may have replaced the fixture's)
-    run = Path(os.environ["LABTUI_ROOT"]) / "run"
-    learned = {kind: (run / f"helper-hot.{helper}.{kind}").stat().st_size // 8 for kind in ("worker", "supervisor")}
-    assert all(100 < n < 4000 for n in learned.values()), learned
-
-    def children() -> list[int]:
-        """The helper's labtui-spare children, oldest first: the maker, then the two spares."""
-        pids = [pid for pid, c in our_processes() if c == "labtui-spare"
-                and Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1] == str(helper)]
-        return sorted(pids, key=lambda pid: int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]))
-
-    # Each spare has copied at least half of the smaller learned set (so it did copy), and is
-    # back from SCHED_IDLE.
-    floor = min(learned.values()) * os.sysconf("SC_PAGE_SIZE") // 1024 // 2
-    wait_for(lambda: len(children()) == 3 and all(
-        smaps(pid)["Private_Dirty"] >= floor and os.sched_getscheduler(pid) == os.SCHED_OTHER
-        for pid in children()[1:]), what="the spares to have copied their pages")
-    anon = smaps(helper)["Anonymous"]
-    for pid in children()[1:]:
-        assert smaps(pid)["Private_Dirty"] < anon / 2, (pid, smaps(pid), anon)
-    # Only the first few commands of a kind teach (reading the pages back costs ~2 ms a process):
-    # by now `run` has taught enough, and more runs leave the files alone.
-    stamps = {kind: (run / f"helper-hot.{helper}.{kind}").stat().st_mtime_ns for kind in learned}
-    for _ in range(2):
-        assert launch("run", "--rm", "busybox", "true").returncode == 0
-    time.sleep(0.3)
-    assert {kind: (run / f"helper-hot.{helper}.{kind}").stat().st_mtime_ns for kind in learned} == stamps
-
-
 # ---- callers confined otherwise than the helper: the cold path, in their own world (trust.py) ---
 
 # Run as `python -c CONFINE STEP ARGS...`: confine this process one way, then exec the launcher
@@ -355,18 +310,16 @@ def test_helper_whose_run_directory_is_wiped_leaves():
 
 def test_the_helpers_directory_and_files_are_private_under_any_umask():
     """Started by, and serving, commands run under umask 000: the run directory is 0700 and
-    everything the helper and its workers write there is 0600 (modes given, not umask-made)."""
+    everything the helper writes there is 0600 (modes given, not umask-made)."""
     with own_state_dir() as root:
         env = dict(os.environ, LABTUI_ROOT=root)
         assert launch("ps", env=env, umask=0).returncode == 0
         wait_for(lambda: sock(root).exists() and helper_pid(root), timeout=20, what="the helper to start")
-        for _ in range(2):
-            assert launch("ps", env=env, umask=0).returncode == 0  # served: its worker writes too
+        assert launch("ps", env=env, umask=0).returncode == 0  # served
         run = Path(root) / "run"
-        wait_for(lambda: list(run.glob("helper-hot.*")), what="a worker's file")
-        time.sleep(0.3)
         assert oct(run.stat().st_mode & 0o777) == oct(0o700)
-        files = ["helper.lock", "helper.log", "helper.sock", *(f.name for f in run.glob("helper-*"))]
+        files = ["helper.lock", "helper.log", "helper.sock"]
+        assert sorted(f.name for f in run.glob("helper*")) == files
         assert {f: oct((run / f).stat().st_mode & 0o777) for f in files} == {f: oct(0o600) for f in files}
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 LABTUI = [sys.executable, "-m", "labtui.cli"]
 if os.environ.get("LABTUI_TEST_VIA") == "launcher":  # the Python launcher's way, through the helper
-    LABTUI = [sys.executable, "-SI", str(Path(__file__).resolve().parents[1] / "labtui" / "launch.py")]
+    LABTUI = [sys.executable, "-SI", str(Path(__file__).resolve().parents[1] / "labtui" / "launcher" / "launch.py")]
 elif os.environ.get("LABTUI_TEST_VIA") == "installed":  # the C launcher scripts/install built from this tree
     LABTUI = ["/usr/local/bin/labtui"]
 

@@ -11,7 +11,9 @@ exit status comes back and becomes ours (a death by signal too).
 
 When there is no helper (first use, not root, LABTUI_HELPER=0, or a helper whose code is older
 than the files on disk) the command runs here, the ordinary way, and starts a helper for the
-next command. Only the standard library's C modules are imported on the fast path.
+next command. A helper that refuses this caller (confined otherwise than it: trust.py) also
+means the ordinary way, here, in the caller's own world, and no new helper. Only the standard
+library's C modules are imported on the fast path.
 """
 
 import _signal

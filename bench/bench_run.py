@@ -14,7 +14,7 @@ every container, so the second is the like-for-like figure.
 
 Two ways to space the runs, each fair to all three:
   default          before each run, wait until the CPUs are idle (whatever the previous command
-                   left running in the background has finished: labtui's cleanup and spares,
+                   left running in the background has finished: labtui's cleanup,
                    the kernel's namespace teardown), then --gap seconds (0.1): commands typed
                    by a person.
   --back-to-back   a script running one command over and over: each of the four runs 10 times
@@ -38,7 +38,7 @@ import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LABTUI = [sys.executable, "-SI", os.path.join(REPO, "labtui", "launch.py")]
+LABTUI = [sys.executable, "-SI", os.path.join(REPO, "labtui", "launcher", "launch.py")]
 # The helper, and the bench's cgroup parent (it stays between containers: engine/cgroups).
 STOP_HELPER = [sys.executable, "-c", "from labtui.launcher import helper; helper.stop(); "
                "from engine import cgroups; from engine.steps import null_recorder; "
@@ -112,13 +112,36 @@ def runc_bundle(layer: str, workdir: str, name: str, seccomp: dict | None = None
     return bundle
 
 
+def interleaved(runs: dict, n: int, back_to_back: bool, gap: float) -> dict[str, list[float]]:
+    """n runs of each, shuffled (each after the CPUs went idle + gap), or back to back in
+    blocks of 10 of one kind, the blocks shuffled."""
+    times: dict[str, list[float]] = {k: [] for k in runs}
+    order = list(runs)
+    rng = random.Random(1)
+    if back_to_back:  # a script running one command again and again: blocks of 10
+        for _ in range(max(1, n // 10)):
+            rng.shuffle(order)
+            for which in order:
+                wait_quiet()
+                for _ in range(10):
+                    times[which].append(runs[which]())
+    else:
+        for _ in range(n):
+            rng.shuffle(order)
+            for which in order:
+                wait_quiet()
+                time.sleep(gap)
+                times[which].append(runs[which]())
+    return times
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("-n", type=int, default=30)
     ap.add_argument("--network", default="none")
     ap.add_argument("--gap", type=float, default=0.1, help="seconds of idle before each run (default 0.1)")
     ap.add_argument("--back-to-back", action="store_true",
-                    help="no waiting between runs (the helper's spares then have no idle time to be made in)")
+                    help="no waiting between runs: each pays for what the one before it left running")
     args = ap.parse_args()
     if shutil.which("runc") is None:
         raise SystemExit("runc is not installed: apt-get install runc")
@@ -154,23 +177,7 @@ def main() -> None:
         if not has_c:
             del runs["warm-py"]  # the same thing as "warm"
         ids = iter(range(1 << 30))
-        times: dict[str, list[float]] = {k: [] for k in runs}
-        order = list(runs)
-        rng = random.Random(1)
-        if args.back_to_back:  # a script running one command again and again: blocks of 10
-            for _ in range(max(1, args.n // 10)):
-                rng.shuffle(order)
-                for which in order:
-                    wait_quiet()
-                    for _ in range(10):
-                        times[which].append(runs[which]())
-        else:
-            for _ in range(args.n):
-                rng.shuffle(order)
-                for which in order:
-                    wait_quiet()
-                    time.sleep(args.gap)
-                    times[which].append(runs[which]())
+        times = interleaved(runs, args.n, args.back_to_back, args.gap)
         mw, mc, mr = (statistics.median(times[k]) for k in ("warm", "cold", "runc"))
         what = f"labtui run --rm --network {args.network} busybox true"
         spacing = ("back to back, in blocks of 10 of one kind" if args.back_to_back

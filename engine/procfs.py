@@ -162,3 +162,22 @@ def rss_pages(pid: int, proc: str = PROC) -> int:
         return int(text.split()[1]) if text else 0
     except (ValueError, IndexError):
         return 0
+
+
+def namespaces(pid: int | str, proc: str = PROC) -> dict[str, tuple[int, int]]:
+    """Every namespace of a process, /proc/PID/ns/* (cgroup, ipc, mnt, net, pid,
+    pid_for_children, time, time_for_children, user, uts), as (device, inode): two processes
+    are in the same namespace exactly when these are equal (namespaces(7)). {} when the process
+    is gone; a kind the kernel lacks is simply absent."""
+    try:
+        kinds = os.listdir(f"{proc}/{pid}/ns")
+    except OSError:
+        return {}
+    out = {}
+    for kind in kinds:
+        try:
+            st = os.stat(f"{proc}/{pid}/ns/{kind}")
+        except OSError:
+            continue
+        out[kind] = (st.st_dev, st.st_ino)
+    return out

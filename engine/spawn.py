@@ -11,17 +11,15 @@ import json
 import os
 import sys
 
+from engine import prefork
 from engine.errors import EngineError
 from engine.state import Container
 
 # Descriptors of the calling process that a supervisor forked from it must not keep open, such as
-# the connection of the client a labtui helper's worker serves (labtui/launcher/helper.py).
-FORK_CLOSE_FDS: list[int] = []
-
-# When set: (cid, status write fd, client socket, winsize) -> the PID of a process that becomes the
-# container's supervisor, or None to fork one as usual. labtui's helper hands its pre-forked spare
-# this way (labtui/launcher/helper.py); the engine itself never sets it.
-SUPERVISOR_SPAWNER = None
+# the connection of the client a labtui helper's worker serves: engine.prefork's very list, set
+# through prefork.close_in_supervisor (the one hook of a process that imported the engine ahead
+# of time; the engine itself never sets it).
+FORK_CLOSE_FDS: list[int] = prefork.fork_close_fds()
 
 
 def spawn_supervisor(cid: str, client, winsize, container: Container | None = None) -> tuple[int, int]:
@@ -34,9 +32,10 @@ def spawn_supervisor(cid: str, client, winsize, container: Container | None = No
     # for the import).
     threading = sys.modules.get("threading")
     r, w = os.pipe2(os.O_CLOEXEC)
-    pid = SUPERVISOR_SPAWNER(cid, w, client, winsize) if SUPERVISOR_SPAWNER is not None else None
+    spawner = prefork.supervisor_spawner()
+    pid = spawner(cid, w, client, winsize) if spawner is not None else None
     if pid:
-        pass  # a process that was waiting for this took it over (labtui/launcher/helper.py's spare)
+        pass  # a process that was waiting for this took it over (labtui/launcher/spare.py)
     elif threading is None or threading.active_count() == 1:
         pid = os.fork()
         if pid == 0:

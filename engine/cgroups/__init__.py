@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import time
 
+from engine import prefork
 from engine.cgroups.alerts import AlertWatcher
 from engine.cgroups.base import (
     DEFAULT_PARENT,
@@ -105,7 +106,7 @@ def remove_empty_parents(rec: Recorder) -> None:
         d.remove_empty_parents()
 
 
-LAYOUT_TTL = 2.0  # seconds a detected host layout is reused
+LAYOUT_TTL = 2.0  # seconds a detected host layout is reused (unless engine.prefork.set_layout_ttl)
 _host_layout: tuple[float, Layout] | None = None
 
 
@@ -118,7 +119,7 @@ def host_layout(refresh: bool = False) -> Layout:
     """
     global _host_layout
     now = time.monotonic()
-    if refresh or _host_layout is None or now - _host_layout[0] > LAYOUT_TTL:
+    if refresh or _host_layout is None or now - _host_layout[0] > prefork.layout_ttl(LAYOUT_TTL):
         _host_layout = (now, detect())
     return _host_layout[1]
 

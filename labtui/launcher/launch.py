@@ -11,7 +11,9 @@ exit status comes back and becomes ours (a death by signal too).
 
 When there is no helper (first use, not root, LABTUI_HELPER=0, or a helper whose code is older
 than the files on disk) the command runs here, the ordinary way, and starts a helper for the
-next command. Only the standard library's C modules are imported on the fast path.
+next command. A helper that refuses this caller (confined otherwise than it: trust.py) also
+means the ordinary way, here, in the caller's own world, and no new helper. Only the standard
+library's C modules are imported on the fast path.
 """
 
 import _signal
@@ -23,6 +25,7 @@ PROTOCOL = b"labtui-helper-1"
 # The terminal app and the web server keep running for hours with threads of their own: they
 # gain nothing from the helper.
 LOCAL_COMMANDS = {"serve"}
+REFUSED: list = []  # set when the helper refused this caller (labtui/launcher/trust.py)
 FORWARDED = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT, _signal.SIGUSR1,
              _signal.SIGUSR2, _signal.SIGWINCH, _signal.SIGTSTP, _signal.SIGCONT)
 
@@ -94,14 +97,27 @@ def via_helper(argv: list):
             return
         try:
             if signum == _signal.SIGTSTP:  # ^Z: the worker stops with us, and goes on with us
-                posix.kill(worker, _signal.SIGSTOP)
-                _signal.signal(_signal.SIGTSTP, _signal.SIG_DFL)
-                posix.kill(posix.getpid(), _signal.SIGTSTP)
-                _signal.signal(_signal.SIGTSTP, forward)  # we run again: SIGCONT follows
+                stop_with_worker()
             else:
                 posix.kill(worker, signum)
         except OSError:
             pass
+
+    def stop_with_worker() -> None:
+        """Stop the worker, then ourselves the default way. SIGCONT is held meanwhile to tell
+        whether we stopped at all: in an orphaned process group (no job-control shell above it:
+        setsid, nohup, a CI runner) the kernel discards SIGTSTP (POSIX; signal(7)), as it would
+        for the command run the ordinary way; the worker must then go on too, or it stays
+        stopped with no one to resume it. (labtui/launcher/launcher.c does the same.)"""
+        cont = {_signal.SIGCONT}
+        _signal.pthread_sigmask(_signal.SIG_BLOCK, cont)  # held pending; it still resumes us
+        posix.kill(worker, _signal.SIGSTOP)
+        _signal.signal(_signal.SIGTSTP, _signal.SIG_DFL)
+        posix.kill(posix.getpid(), _signal.SIGTSTP)  # stopped here until SIGCONT, or discarded
+        _signal.signal(_signal.SIGTSTP, forward)
+        if _signal.SIGCONT not in _signal.sigpending():
+            posix.kill(worker, _signal.SIGCONT)  # we never stopped
+        _signal.pthread_sigmask(_signal.SIG_UNBLOCK, cont)  # a held SIGCONT is forwarded now
 
     saved = {}
     try:
@@ -114,6 +130,8 @@ def via_helper(argv: list):
         msg = b""
     if msg[:1] != b"P":  # "S": the helper's code is stale; "R": refused; nothing: it went away
         s.close()
+        if msg[:1] == b"R":
+            REFUSED.append(True)  # a helper runs, but not for us (trust.py): starting another is useless
         # The command runs here after all: its signals are its own again, and one that came
         # meanwhile (^C during the hand-over) acts now.
         for sig, handler in saved.items():
@@ -204,7 +222,8 @@ def main() -> None:
         code = via_helper(argv)
         if code is not None:
             posix._exit(code)
-        start_helper()
+        if not REFUSED:
+            start_helper()
     run_here()
 
 

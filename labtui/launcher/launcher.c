@@ -8,7 +8,8 @@
  * ~6.5 ms here (about 730 page faults on this VM), a static C program ~0.5 ms.
  *
  * When no helper takes the command (none running, not root, LABTUI_HELPER=0, a stale helper,
- * no arguments: the terminal app) it execs `python3 -SI labtui/launcher/launch.py ARGS...`, which runs
+ * a caller confined otherwise than the helper (labtui/launcher/trust.py), no arguments: the
+ * terminal app) it execs `python3 -SI labtui/launcher/launch.py ARGS...`, which runs
  * the command the ordinary way and starts a helper. docs/launcher.md explains the whole path.
  *
  * Built with -DLABTUI_PYTHON="..." -DLABTUI_LAUNCH_PY="..." (the venv's interpreter and this
@@ -61,15 +62,27 @@ static void forward(int sig) {
                 pending |= 1 << i;
     } else if (sig == SIGTSTP) {
         /* ^Z: the worker stops with us and goes on with us (SIGCONT is forwarded too). Stop
-         * ourselves the default way: SIGTSTP is blocked in its own handler, so unblock it. */
-        sigset_t s;
+         * ourselves the default way: SIGTSTP is blocked in its own handler, so unblock it.
+         * SIGCONT is held meanwhile, to tell afterwards whether we stopped at all: in an
+         * orphaned process group (no job-control shell above it: setsid, nohup, a CI runner)
+         * the kernel discards SIGTSTP (POSIX; signal(7), kernel/signal.c), as it would for the
+         * command run the ordinary way. Then the worker must go on too, or it stays stopped
+         * with no one to resume it. */
+        sigset_t s, cont;
+        sigemptyset(&cont);
+        sigaddset(&cont, SIGCONT);
+        sigprocmask(SIG_BLOCK, &cont, NULL); /* held pending; it still resumes us (signal(7)) */
         kill(worker, SIGSTOP);
         handle(SIGTSTP, SIG_DFL);
         raise(SIGTSTP);
         sigemptyset(&s);
         sigaddset(&s, SIGTSTP);
-        sigprocmask(SIG_UNBLOCK, &s, NULL); /* stopped here until SIGCONT */
+        sigprocmask(SIG_UNBLOCK, &s, NULL); /* stopped here until SIGCONT, or discarded */
         handle(SIGTSTP, forward);
+        sigpending(&s);
+        if (!sigismember(&s, SIGCONT))
+            kill(worker, SIGCONT); /* we never stopped */
+        sigprocmask(SIG_UNBLOCK, &cont, NULL); /* a held SIGCONT is forwarded now */
     } else {
         kill(worker, sig);
     }
@@ -215,7 +228,8 @@ static int via_helper(int argc, char **argv) {
     for (int i = 0; i < NFORWARDED; i++)
         handle(FORWARDED[i], forward);
     if (send_request(s, argc, argv, fds) < 0 || recv_msg(s, buf, sizeof buf) <= 0 || buf[0] != 'P') {
-        close(s); /* "S": the helper's code is stale; "R": refused; nothing: it went away */
+        close(s); /* "S": the helper's code is stale; "R": refused (we are not confined as it
+                   * is: trust.py); nothing: it went away */
         return -1;
     }
     /* Signals that came before we knew the worker: to it now, in order with any new one. */

@@ -1,13 +1,15 @@
-"""A container supervisor made ready before it is needed.
+"""A container supervisor made ready before it is needed, when no helper runs.
 
 A `run` spends most of its time importing and starting Python code, first in the command, then
 in the supervisor it forks (engine.supervisor, engine.init, the seccomp and cgroup modules). The
 supervisor's share need not wait for the command's: a process forked early imports it on the
 other CPU while the command parses its arguments and makes the container's records, then waits
-on a socket. engine.spawn's SUPERVISOR_SPAWNER hook hands it the container instead of forking.
+on a socket. engine.prefork's supervisor spawner hands it the container instead of forking.
 
-Two places make one: labtui/launcher/helper.py (a spare forked from the warm helper, its memory copied
-ahead of time) and, when no helper runs, labtui/launcher/launch.py (prefork(), right after start-up).
+labtui/launcher/launch.py makes one (prefork(), right after start-up) when it runs a `run`,
+`start` or `restart` the ordinary way. The warm helper (helper.py) imports these modules once
+(warm()) and its workers fork supervisors as usual: the fork of a process that imported
+everything already costs less than the hand-over.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ import resource
 import socket
 import sys
 
-SUPERVISED_COMMANDS = {"run", "start", "restart"}  # commands that start a container's supervisor
 RLIMITS = [getattr(resource, n) for n in dir(resource) if n.startswith("RLIMIT_")]
 # What a supervisor imports on its way to clone(2): done while waiting, off the command's path.
 SUPERVISOR_MODULES = [
@@ -29,14 +30,14 @@ SUPERVISOR_MODULES = [
 ]
 
 
-def spawner(pid: int, ctrl: socket.socket, teach: bool = True):
-    """engine.spawn's hook: the first supervisor this command starts is the waiting process.
-    teach: whether it tells the helper's next spares which pages it wrote (labtui/launcher/helper.py)."""
+def spawner(pid: int, ctrl: socket.socket):
+    """For engine.prefork.set_supervisor_spawner: the first supervisor this command starts is the
+    waiting process."""
     def spawn(cid: str, status_w: int, client: socket.socket | None, winsize) -> int | None:
         if ctrl.fileno() < 0:
             return None  # used already: fork as usual
         msg = {"cid": cid, "winsize": winsize, "env": dict(os.environ), "cwd": os.getcwd(),
-               "umask": _umask(), "parent": os.getpid(), "teach": teach}
+               "umask": _umask(), "parent": os.getpid()}
         fds = [status_w] + ([client.fileno()] if client is not None else [])
         try:
             socket.send_fds(ctrl, [json.dumps(msg).encode()], fds)
@@ -52,10 +53,9 @@ def spawner(pid: int, ctrl: socket.socket, teach: bool = True):
 def _close(ctrl: socket.socket) -> None:
     """Close it, and take it off the list of fds a forked supervisor closes: its number may be
     reused by the next descriptor opened."""
-    from engine import spawn
+    from engine import prefork
 
-    if ctrl.fileno() in spawn.FORK_CLOSE_FDS:
-        spawn.FORK_CLOSE_FDS.remove(ctrl.fileno())
+    prefork.keep_in_supervisor(ctrl.fileno())
     ctrl.close()
 
 
@@ -115,7 +115,7 @@ def set_comm(name: bytes) -> None:
 
 def prefork(network: bool = False) -> None:
     """In a command started without the helper: fork now, import the supervisor's modules in the
-    child while this process goes on, and let engine.spawn hand the container to it. The child
+    child while this process goes on, and let engine.api hand the container to it. The child
     leaves when this process's end of the socket closes unused (exit, or a command that starts
     no container). network: the command asks for a network of its own (a bridge): the child
     imports pyroute2's IPRoute too (~60 ms), which the supervisor needs for the veth."""
@@ -135,10 +135,10 @@ def prefork(network: bool = False) -> None:
         finally:
             os._exit(code)
     theirs.close()
-    from engine import spawn
+    from engine import prefork
 
-    spawn.SUPERVISOR_SPAWNER = spawner(pid, mine)
-    spawn.FORK_CLOSE_FDS.append(mine.fileno())  # a supervisor forked after all must not hold it
+    prefork.set_supervisor_spawner(spawner(pid, mine))
+    prefork.close_in_supervisor(mine.fileno())  # a supervisor forked after all must not hold it
 
 
 def _prepare_child(network: bool = False) -> None:
@@ -196,11 +196,11 @@ def warm(modules: list[str], network: bool = False) -> Exception | None:
         except ImportError:
             pass
     if network:
-        try:
-            from engine.network import netlink
+        from engine import prefork
 
-            netlink._iproute_class()
-        except Exception:
+        try:
+            prefork.import_network()
+        except Exception:  # pyroute2 missing or broken: the bridge network's command says so
             pass
     from engine import cgroups, security, state
 

@@ -23,7 +23,7 @@ from tests.helpers import helper_pid, inspect, labtui, our_processes, own_state_
 pytestmark = pytest.mark.root
 
 REPO = Path(__file__).resolve().parents[2]
-LAUNCH = [sys.executable, "-SI", str(REPO / "labtui" / "launch.py")]
+LAUNCH = [sys.executable, "-SI", str(REPO / "labtui" / "launcher" / "launch.py")]
 COLD = [sys.executable, "-m", "labtui.cli"]
 
 
@@ -109,6 +109,39 @@ def test_signals_to_the_caller_reach_the_container(helper):
     assert labtui("inspect", name, check=False).returncode != 0  # --rm removed it
 
 
+def _state(pid: int) -> str:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+
+@pytest.mark.parametrize("orphaned", [False, True], ids=["job", "orphaned-group"])
+def test_ctrl_z_stops_the_worker_with_its_caller_unless_the_kernel_discards_it(helper, orphaned):
+    """As a job of its own (a shell's), ^Z stops the launcher and its worker, SIGCONT resumes
+    both. In an orphaned process group (a session of its own) the kernel discards the
+    launcher's SIGTSTP (signal(7)): the worker it stopped first goes on with it."""
+    name = f"helper-tstp-{os.getpid()}-{int(orphaned)}"
+    p = subprocess.Popen(LAUNCH + ["run", "--rm", "--name", name, "busybox", "sleep", "30"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         **({"start_new_session": True} if orphaned else {"process_group": 0}))
+    try:
+        wait_for(lambda: _status(name) == "running", what="running")
+        pipe = os.fstat(p.stdout.fileno()).st_ino
+        [worker] = [w for w in _workers(helper_pid()) if os.stat(f"/proc/{w}/fd/1").st_ino == pipe]
+        p.send_signal(signal.SIGTSTP)
+        if orphaned:
+            time.sleep(0.5)
+            wait_for(lambda: _state(p.pid) != "T" and _state(worker) != "T", what="both running")
+        else:
+            wait_for(lambda: _state(p.pid) == "T" and _state(worker) == "T", what="both stopped")
+            p.send_signal(signal.SIGCONT)
+            wait_for(lambda: _state(p.pid) != "T" and _state(worker) != "T", what="both running again")
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=20) == 128 + signal.SIGTERM
+    finally:
+        p.kill()
+        p.wait()
+        labtui("rm", "-f", name, check=False)
+
+
 def _status(name: str) -> str | None:
     """Through the ordinary CLI: no worker of the helper's own (LABTUI_TEST_VIA=launcher)."""
     p = subprocess.run(COLD + ["inspect", name], capture_output=True, text=True, timeout=30)
@@ -147,7 +180,7 @@ def _workers(helper: int) -> list[int]:
 
 
 def test_stale_helper_is_not_used_and_is_replaced(helper):
-    target = REPO / "labtui" / "attach_client.py"
+    target = REPO / "labtui" / "cli" / "attach_client.py"
     st = target.stat()
     os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
     try:
@@ -183,49 +216,76 @@ def test_idle_helper_leaves_and_non_root_never_uses_one():
     assert p.returncode == 125 and "must run as root" in p.stderr
 
 
-def smaps(pid: int) -> dict[str, int]:
-    out = {}
-    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
-        key, value = line.split(":", 1)
-        out[key] = int(value.split()[0])
-    return out
+# ---- callers confined otherwise than the helper: the cold path, in their own world (trust.py) ---
+
+# Run as `python -c CONFINE STEP ARGS...`: confine this process one way, then exec the launcher
+# with ARGS. ctypes and libc, not unshare(1) or capsh(8): nothing to install.
+CONFINE = """
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+def ok(rc):
+    if rc != 0:
+        raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+step = sys.argv[1]
+if step == "drop-net-raw":
+    ok(libc.prctl(24, 13, 0, 0, 0))  # PR_CAPBSET_DROP CAP_NET_RAW: exec then leaves it out of every set
+elif step == "netns":
+    ok(libc.unshare(0x40000000))  # CLONE_NEWNET: a network namespace with only lo
+elif step.startswith("mntns:"):
+    ok(libc.unshare(0x00020000))  # CLONE_NEWNS
+    ok(libc.mount(None, b"/", None, 0x4000 | 0x40000, None))  # MS_REC|MS_PRIVATE: nothing leaks out
+    d = step.split(":", 1)[1].encode()
+    ok(libc.mount(b"tmpfs", d, b"tmpfs", 0, b"size=1m"))  # seen in this namespace only
+    with open(os.path.join(d, b"only-here"), "w") as f:
+        f.write("the caller's tmpfs\\n")
+os.execv(sys.argv[2], sys.argv[2:])
+"""
 
 
-def test_spares_copy_ahead_only_the_pages_commands_write(helper):
-    """The spares are the helper's children (made by its maker with CLONE_PARENT) and, once
-    commands have taught them (labtui/launcher/written_pages.py), each copies the pages a command writes and no
-    others: a few MB of the helper's ~20 MB of private memory, where copying all of it was the
-    rule."""
-    for _ in range(3):
-        assert launch("run", "--rm", "busybox", "true").returncode == 0
-        time.sleep(0.3)
-    helper = helper_pid()  # the one serving now (an earlier test may have replaced the fixture's)
-    run = Path(os.environ["LABTUI_ROOT"]) / "run"
-    learned = {kind: (run / f"helper-hot.{helper}.{kind}").stat().st_size // 8 for kind in ("worker", "supervisor")}
-    assert all(100 < n < 4000 for n in learned.values()), learned
+def confined(step: str, *args: str) -> tuple[int, int, str, str]:
+    """Confined by `step`, the launcher runs ARGS: (its PID, exit code, stdout, stderr)."""
+    p = subprocess.Popen([sys.executable, "-c", CONFINE, step, *LAUNCH, *args], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    out, err = p.communicate(timeout=60)
+    return p.pid, p.returncode, out, err
 
-    def children() -> list[int]:
-        """The helper's labtui-spare children, oldest first: the maker, then the two spares."""
-        pids = [pid for pid, c in our_processes() if c == "labtui-spare"
-                and Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1] == str(helper)]
-        return sorted(pids, key=lambda pid: int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]))
 
-    # Each spare has copied at least half of the smaller learned set (so it did copy), and is
-    # back from SCHED_IDLE.
-    floor = min(learned.values()) * os.sysconf("SC_PAGE_SIZE") // 1024 // 2
-    wait_for(lambda: len(children()) == 3 and all(
-        smaps(pid)["Private_Dirty"] >= floor and os.sched_getscheduler(pid) == os.SCHED_OTHER
-        for pid in children()[1:]), what="the spares to have copied their pages")
-    anon = smaps(helper)["Anonymous"]
-    for pid in children()[1:]:
-        assert smaps(pid)["Private_Dirty"] < anon / 2, (pid, smaps(pid), anon)
-    # Only the first few commands of a kind teach (reading the pages back costs ~2 ms a process):
-    # by now `run` has taught enough, and more runs leave the files alone.
-    stamps = {kind: (run / f"helper-hot.{helper}.{kind}").stat().st_mtime_ns for kind in learned}
-    for _ in range(2):
-        assert launch("run", "--rm", "busybox", "true").returncode == 0
-    time.sleep(0.3)
-    assert {kind: (run / f"helper-hot.{helper}.{kind}").stat().st_mtime_ns for kind in learned} == stamps
+def refused(pid: int) -> str:
+    """The helper's log line about PID, if it refused it."""
+    log = (Path(os.environ["LABTUI_ROOT"]) / "run" / "helper.log").read_text()
+    return next((ln for ln in log.splitlines() if f"refused PID {pid}:" in ln), "")
+
+
+def test_a_caller_without_a_capability_runs_cold_and_its_container_lacks_it_too(helper):
+    """CAP_NET_RAW (docker's default set has it) dropped from the caller's bounding set: the
+    helper, which has it, refuses; the command runs in the caller, and so does its container,
+    which gets what the caller has and no more."""
+    pid, rc, out, err = confined("drop-net-raw", "run", "--rm", "busybox", "grep", "CapBnd", "/proc/self/status")
+    assert rc == 0, err
+    assert not int(out.split()[1], 16) & (1 << 13)  # no CAP_NET_RAW in the container
+    assert "capability bounding set" in refused(pid)
+    served = served_by_helper("run", "--rm", "busybox", "grep", "CapBnd", "/proc/self/status")
+    assert int(served.stdout.split()[1], 16) & (1 << 13)  # a trusted caller's container has it
+
+
+def test_a_caller_in_another_network_namespace_runs_cold_in_it(helper):
+    """`--network host` is the caller's network: here a namespace with only lo, not the helper's."""
+    pid, rc, out, err = confined("netns", "run", "--rm", "--network", "host", "busybox", "cat", "/proc/net/dev")
+    assert rc == 0, err
+    assert [ln.split(":")[0].strip() for ln in out.splitlines()[2:]] == ["lo"]
+    assert "net namespace" in refused(pid)
+
+
+def test_a_caller_in_another_mount_namespace_runs_cold_and_sees_its_own_mounts(helper, tmp_path):
+    """A tmpfs mounted only in the caller's mount namespace reaches its container through a bind
+    volume: the container was made in the caller's world. (Served by the helper, the same
+    directory would be empty.)"""
+    d = tmp_path / "caller-only"
+    d.mkdir()
+    pid, rc, out, err = confined(f"mntns:{d}", "run", "--rm", "-v", f"{d}:/m", "busybox", "cat", "/m/only-here")
+    assert (rc, out) == (0, "the caller's tmpfs\n"), err
+    assert "mnt namespace" in refused(pid)
+    assert not (d / "only-here").exists()  # and the host never saw it
 
 
 def test_no_worker_or_helper_left_behind(helper):
@@ -246,6 +306,21 @@ def test_helper_whose_run_directory_is_wiped_leaves():
         wait_for(lambda: not Path(f"/proc/{pid}").exists(), timeout=15, what="the unreachable helper to leave")
         assert launch("ps", env=env).returncode == 0
         wait_for(lambda: helper_pid(root), timeout=20, what="a new helper")
+
+
+def test_the_helpers_directory_and_files_are_private_under_any_umask():
+    """Started by, and serving, commands run under umask 000: the run directory is 0700 and
+    everything the helper writes there is 0600 (modes given, not umask-made)."""
+    with own_state_dir() as root:
+        env = dict(os.environ, LABTUI_ROOT=root)
+        assert launch("ps", env=env, umask=0).returncode == 0
+        wait_for(lambda: sock(root).exists() and helper_pid(root), timeout=20, what="the helper to start")
+        assert launch("ps", env=env, umask=0).returncode == 0  # served
+        run = Path(root) / "run"
+        assert oct(run.stat().st_mode & 0o777) == oct(0o700)
+        files = ["helper.lock", "helper.log", "helper.sock"]
+        assert sorted(f.name for f in run.glob("helper*")) == files
+        assert {f: oct((run / f).stat().st_mode & 0o777) for f in files} == {f: oct(0o600) for f in files}
 
 
 # ---- without a helper: the supervisor-to-be forked first (labtui/launcher/spare.py prefork) -------------

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from engine import procfs
 from tests.helpers import helper_pid, labtui, our_processes, own_state_dir, wait_for
 
 pytestmark = pytest.mark.root
@@ -83,14 +84,17 @@ def test_closed_stdin_is_not_mistaken_for_the_socket(launcher, helper):
     assert (p.returncode, p.stdout) == (0, "done\n"), p.stderr
 
 
-def _worker(helper: int) -> int | None:
-    with open(f"/proc/{helper}/task/{helper}/children") as f:
-        for k in f.read().split():
-            try:
-                if Path(f"/proc/{k}/comm").read_text().strip() == "labtui-worker":
-                    return int(k)
-            except OSError:
-                pass
+def _worker(helper: int, launcher: subprocess.Popen) -> int | None:
+    """The helper's worker serving this launcher: the one whose stdout is the launcher's (not any
+    labtui-worker: one an earlier test left behind would be taken for it)."""
+    pipe = os.fstat(launcher.stdout.fileno()).st_ino
+    for k in procfs.children(helper):
+        try:
+            if Path(f"/proc/{k}/comm").read_text().strip() == "labtui-worker" and \
+                    os.stat(f"/proc/{k}/fd/1").st_ino == pipe:
+                return k
+        except OSError:
+            pass
     return None
 
 
@@ -98,14 +102,24 @@ def _state(pid: int) -> str:
     return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
 
 
+def _start(launcher: str, name: str, **kw) -> subprocess.Popen:
+    return subprocess.Popen([launcher, "run", "--rm", "--name", name, "busybox", "sleep", "30"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
+
+
+def _running(name: str) -> bool:
+    return labtui("inspect", name, check=False).returncode == 0 and '"Running": true' in labtui("inspect", name).stdout
+
+
 def test_signals_reach_the_container_and_ctrl_z_stops_and_resumes_the_worker(launcher, helper):
+    """The launcher runs as a job of its own (process_group=0), as a shell with job control
+    starts it: pytest's own group may be orphaned (a CI runner, setsid, nohup), and there the
+    kernel discards ^Z (next test)."""
     name = f"launcher-c-sig-{os.getpid()}"
-    p = subprocess.Popen([launcher, "run", "--rm", "--name", name, "busybox", "sleep", "30"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p = _start(launcher, name, process_group=0)
     try:
-        wait_for(lambda: labtui("inspect", name, check=False).returncode == 0
-                 and '"Running": true' in labtui("inspect", name).stdout, what="running")
-        worker = _worker(helper)
+        wait_for(lambda: _running(name), what="running")
+        worker = _worker(helper, p)
         assert worker
         p.send_signal(signal.SIGTSTP)
         wait_for(lambda: _state(p.pid) == "T" and _state(worker) == "T", what="both stopped")
@@ -119,12 +133,51 @@ def test_signals_reach_the_container_and_ctrl_z_stops_and_resumes_the_worker(lau
         labtui("rm", "-f", name, check=False)
 
 
+def test_ctrl_z_in_an_orphaned_process_group_leaves_both_running(launcher, helper):
+    """A launcher whose process group has no job-control shell above it (a session of its own
+    here): the kernel discards its SIGTSTP, as it would the ordinary command's (signal(7)), and
+    the worker it stopped first must go on with it rather than stay stopped for good."""
+    name = f"launcher-c-orphan-{os.getpid()}"
+    p = _start(launcher, name, start_new_session=True)
+    try:
+        wait_for(lambda: _running(name), what="running")
+        worker = _worker(helper, p)
+        assert worker
+        p.send_signal(signal.SIGTSTP)
+        time.sleep(0.5)
+        assert wait_for(lambda: _state(p.pid) != "T" and _state(worker) != "T", what="both running")
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=20) == 128 + signal.SIGTERM
+    finally:
+        p.kill()
+        p.wait()
+        labtui("rm", "-f", name, check=False)
+
+
+def test_a_worker_left_stopped_dies_with_its_launcher(launcher, helper):
+    """^Z, then the launcher is killed: the worker stays stopped (SIGIO cannot run its handler),
+    so the helper, seeing the caller's end close, resumes it, and it dies as its caller did."""
+    name = f"launcher-c-stopped-{os.getpid()}"
+    p = _start(launcher, name, process_group=0)
+    try:
+        wait_for(lambda: _running(name), what="running")
+        worker = _worker(helper, p)
+        p.send_signal(signal.SIGTSTP)
+        wait_for(lambda: _state(p.pid) == "T" and _state(worker) == "T", what="both stopped")
+        p.kill()
+        p.wait()
+        wait_for(lambda: not Path(f"/proc/{worker}").exists(), what="the stopped worker to die")
+    finally:
+        p.kill()
+        p.wait()
+        labtui("rm", "-f", name, check=False)
+
+
 def test_a_worker_killed_by_a_signal_kills_the_launcher_with_it(launcher, helper):
     name = f"launcher-c-kill-{os.getpid()}"
-    p = subprocess.Popen([launcher, "run", "--rm", "--name", name, "busybox", "sleep", "30"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p = _start(launcher, name)
     try:
-        worker = wait_for(lambda: _worker(helper), what="the worker")
+        worker = wait_for(lambda: _worker(helper, p), what="the worker")
         os.kill(worker, signal.SIGKILL)
         assert p.wait(timeout=20) == -signal.SIGKILL
     finally:
@@ -148,7 +201,7 @@ def test_without_a_helper_python_runs_it_and_starts_one(launcher, tmp_path):
 
 
 def test_stale_helper_or_not_root_fall_back_to_the_ordinary_way(launcher, helper, tmp_path):
-    target = REPO / "labtui" / "attach_client.py"
+    target = REPO / "labtui" / "cli" / "attach_client.py"
     st = target.stat()
     os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
     try:

@@ -6,13 +6,13 @@ import json
 import os
 import socket
 
-from engine import api
+from engine import prefork
 from labtui.launcher import spare
 
 
 def test_handover_sends_the_container_and_the_callers_fds_once():
     mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    api.FORK_CLOSE_FDS.append(mine.fileno())
+    prefork.close_in_supervisor(mine.fileno())
     r, w = os.pipe()
     try:
         spawn = spare.spawner(4242, mine)
@@ -24,27 +24,27 @@ def test_handover_sends_the_container_and_the_callers_fds_once():
         assert len(fds) == 1 and os.fstat(fds[0]).st_ino == os.fstat(w).st_ino
         os.close(fds[0])
         assert spawn("def", w, None, None) is None  # used: the next supervisor is forked
-        assert api.FORK_CLOSE_FDS == []
+        assert prefork.fork_close_fds() == []
     finally:
-        api.FORK_CLOSE_FDS.clear()
+        prefork.fork_close_fds().clear()
         for fd in (r, w):
             os.close(fd)
         theirs.close()
 
 
 def test_a_spare_that_died_means_an_ordinary_fork_and_no_stale_fd_to_close():
-    """The spawner closes its socket either way; the fd number must then leave FORK_CLOSE_FDS,
+    """The spawner closes its socket either way; the fd number must then leave prefork.fork_close_fds(),
     or the forked supervisor would close whatever reuses it (the status pipe, say)."""
     mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     theirs.close()
     fd = mine.fileno()
-    api.FORK_CLOSE_FDS.append(fd)
+    prefork.close_in_supervisor(fd)
     r, w = os.pipe()
     try:
         assert spare.spawner(4242, mine)("abc", w, None, None) is None
-        assert fd not in api.FORK_CLOSE_FDS and mine.fileno() == -1
+        assert fd not in prefork.fork_close_fds() and mine.fileno() == -1
     finally:
-        api.FORK_CLOSE_FDS.clear()
+        prefork.fork_close_fds().clear()
         os.close(r)
         os.close(w)
 

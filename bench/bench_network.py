@@ -37,7 +37,7 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LABTUI = [sys.executable, "-m", "labtui.cli"]  # the ordinary way: setup, checks, cleanup
 # The installed command's way (labtui/launcher/launch.py on python3 -SI): through its warm helper.
-LAUNCH = [sys.executable, "-SI", os.path.join(REPO, "labtui", "launch.py")]
+LAUNCH = [sys.executable, "-SI", os.path.join(REPO, "labtui", "launcher", "launch.py")]
 # The helper, and the bench's cgroup parent (it stays between containers: engine/cgroups).
 STOP_HELPER = [sys.executable, "-c", "from labtui.launcher import helper; helper.stop(); "
                "from engine import cgroups; from engine.steps import null_recorder; "

@@ -136,14 +136,90 @@ def remove_networks() -> None:
             pass
 
 
+# How long a helper may take to start serving: it imports at nice 19 (labtui/launcher/helper.py),
+# which a machine busy with other work (CI, other test runs, two cores) slows many times over.
+HELPER_START = 120.0
+
+
 def helper_pid(root: str | None = None) -> int | None:
-    """The PID of the launcher's warm helper for this state directory, if one runs."""
-    lock = Path(root or os.environ["LABTUI_ROOT"]) / "run" / "helper.lock"
+    """The PID of the launcher's warm helper for this state directory once it serves: helper.lock
+    names it from its start, its socket appears when it is ready."""
+    run = Path(root or os.environ["LABTUI_ROOT"]) / "run"
     try:
-        pid = int(lock.read_text().strip() or 0)
+        pid = int((run / "helper.lock").read_text().strip() or 0)
     except (OSError, ValueError):
         return None
-    return pid if pid and Path(f"/proc/{pid}").exists() else None
+    return pid if pid and Path(f"/proc/{pid}").exists() and (run / "helper.sock").exists() else None
+
+
+def fresh_helper() -> int:
+    """A helper for this test run's state directory that serves this test process's commands.
+
+    Whatever helper ran before is stopped (an earlier test's may hold a tampered stamp, or have
+    been started from another cgroup or namespace), and a new one is started from this process's
+    own context: the helper serves only callers confined as it is (labtui/launcher/trust.py), and
+    the commands a test starts are its children. Returns its PID once it serves."""
+    from labtui.launcher import helper as helper_mod
+    from labtui.launcher import trust
+
+    helper_mod.stop()
+    # Through a short-lived process: the helper must not be a child of this one (never reaped here).
+    subprocess.run([sys.executable, "-c", "from labtui.launcher.launch import start_helper; start_helper()"],
+                   check=True, timeout=60, cwd=Path(__file__).resolve().parents[1])
+    pid = wait_for(helper_pid, timeout=HELPER_START, what="a fresh helper to serve")
+    diff = trust.differences(trust.facts(pid) or {}, trust.facts("self") or {})
+    assert not diff, f"the helper (PID {pid}) would refuse this test's commands: {', '.join(diff)} differ"
+    return pid
+
+
+def helper_log(root: str | None = None) -> str:
+    try:
+        return (Path(root or os.environ["LABTUI_ROOT"]) / "run" / "helper.log").read_text()
+    except OSError:
+        return ""
+
+
+def catches(pid: int, sig: int) -> bool:
+    """Whether the process has a handler for sig (SigCgt, proc(5)): e.g. `labtui run` once it
+    passes signals on to the container (docker's --sig-proxy); before that they end it."""
+    return bool(int(proc_status(pid)["SigCgt"], 16) & (1 << (sig - 1)))
+
+
+def served_worker(launcher: subprocess.Popen, timeout: float = 20) -> int:
+    """The helper's worker serving this launcher (started with stdout=PIPE): the labtui-worker
+    whose stdout is the launcher's pipe, whichever helper forked it. Neither its name alone (a
+    worker an earlier test left finishing would be taken for it) nor the children of one helper's
+    PID (a helper replaced meanwhile serves from another). When no worker serves it, fails
+    saying why: the helper refused it or was stale (helper.log), or none was there."""
+    pipe = os.fstat(launcher.stdout.fileno()).st_ino
+    deadline = time.monotonic() + timeout
+    while True:
+        for name in os.listdir("/proc"):
+            if not name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{name}/comm") as f:
+                    if f.read().strip() == "labtui-worker" and os.stat(f"/proc/{name}/fd/1").st_ino == pipe:
+                        return int(name)
+            except OSError:
+                pass
+        if launcher.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(f"no helper worker serves launcher PID {launcher.pid}: {_why_cold(launcher)}")
+        time.sleep(0.05)
+
+
+def _why_cold(launcher: subprocess.Popen) -> str:
+    said = [ln for ln in helper_log().splitlines() if f"PID {launcher.pid}:" in ln]
+    if said:
+        return "; ".join(said)  # "refused PID N: its ... differ" or "stale for PID N: FILE changed"
+    if launcher.returncode is not None:
+        return f"it exited {launcher.returncode} first"
+    try:
+        exe = os.readlink(f"/proc/{launcher.pid}/exe")
+    except OSError:
+        exe = "?"
+    where = f"helper PID {helper_pid()}" if helper_pid() else "no helper serving (no helper.sock)"
+    return f"it runs {exe} (the ordinary way, if python); {where}"
 
 
 @contextlib.contextmanager

@@ -13,10 +13,12 @@ included, and then frozen (gc.freeze) so that forked workers do not copy pages j
 What that changes in the engine goes through its one hook, engine/prefork.py.
 
 The helper serves only root callers confined exactly as it is (trust.py: namespaces,
-capabilities, cgroup, seccomp; its socket is 0600 in a 0700 directory), keeps one instance per
-state directory (flock on helper.lock), leaves when idle for LABTUI_HELPER_IDLE seconds (default
+capabilities, cgroup, seccomp; its socket is 0600 in a 0700 directory), keeps one serving
+instance per state directory (flock on helper.lock, which names its PID from the start and is
+let go when it stops taking work), leaves when idle for LABTUI_HELPER_IDLE seconds (default
 900), and refuses work when any file whose code it holds changed since it imported it
-(stamp.py): the client then runs the command the ordinary way and starts a new helper.
+(stamp.py): the client then runs the command the ordinary way and starts a new helper. What it
+refuses, and why, goes to helper.log.
 
 It once kept a spare worker and a spare supervisor forked ahead, their pages copied in advance;
 an interleaved A/B showed they saved under 3 ms back to back, so they went (docs/launcher.md).
@@ -38,7 +40,8 @@ import time
 from labtui.launcher import trust
 from labtui.launcher.launch import PROTOCOL, run_dir, socket_path
 from labtui.launcher.spare import RLIMITS, SUPERVISOR_MODULES, set_comm, warm
-from labtui.launcher.stamp import is_stale, source_stamp
+from labtui.launcher.stamp import changed as stamp_changed
+from labtui.launcher.stamp import source_stamp
 
 IDLE_DEFAULT = 900.0
 HELPER_LAYOUT_TTL = 60.0  # seconds; refreshed after a command once half of it has passed
@@ -136,6 +139,18 @@ class Helper:
         self.listener.close()
         self.listener = None
         self.stopping = True
+        self.release_lock()
+
+    def release_lock(self) -> None:
+        """Let a new helper serve this state directory now, while this one finishes its workers
+        (an attached `run` may keep one for hours): a stale helper's successor, started by the
+        command it turned away, would otherwise find the lock taken and leave at once. The PID
+        goes first, so the lock never names a helper that no longer serves."""
+        if self.lock_fd is None:
+            return
+        os.ftruncate(self.lock_fd, 0)
+        os.close(self.lock_fd)  # the only descriptor of it: workers close theirs (close_inherited)
+        self.lock_fd = None
 
     def serve(self) -> None:
         while True:
@@ -155,6 +170,12 @@ class Helper:
                     self.stop_listening()  # e.g. the run directory was wiped: nobody can reach us
                 continue
             for key, _ in events:
+                if self.sel.get_map().get(key.fd) is not key:
+                    # Unregistered by an earlier event of this same batch: a worker reaped
+                    # (reap closes its caller's connection) whose caller also closed its end.
+                    # Handling the stale event crashed the helper on the closed socket, and the
+                    # next command, run cold, started another helper.
+                    continue
                 if key.data == "wake":
                     while True:
                         try:
@@ -221,8 +242,10 @@ class Helper:
                 conn.send(b"R")  # its launcher runs the command itself, confined as it is
                 print(f"labtui helper: refused PID {pid}: {why or 'no stdio'}", file=sys.stderr)
                 raise ValueError("refused")
-            if is_stale(self.stamp):
+            changed = stamp_changed(self.stamp)
+            if changed is not None:
                 conn.send(b"S")
+                print(f"labtui helper: stale for PID {pid}: {changed} changed; leaving", file=sys.stderr)
                 self.stop_listening()
                 raise ValueError("stale")
             req = parse_request(data)
@@ -458,26 +481,31 @@ def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     idle = float(os.environ.get("LABTUI_HELPER_IDLE", IDLE_DEFAULT))
-    h = Helper(idle)
+    h = Helper(idle)  # SIGTERM from here on only asks it to stop (stop() below)
     h.lock_fd = lock
+    # The PID at once, not once ready: stop() must find a helper that is still importing too, or
+    # it would go on to serve for LABTUI_HELPER_IDLE seconds (its socket says when it is ready).
+    os.ftruncate(lock, 0)
+    os.pwrite(lock, b"%d\n" % os.getpid(), 0)
     # The command that started us (and the supervisor it forked) have the CPUs first: we import
     # at nice 19 (not SCHED_IDLE, which a busy machine could starve for good), then serve at the
     # usual priority.
     _set_nice(19)
     preload()
     _set_nice(0)
+    if h.terminate:  # stopped while importing
+        h.release_lock()
+        return
     h.stamp = source_stamp()
     h.own = trust.facts("self") or {}
     gc.collect()
     gc.freeze()  # forked workers then never touch these objects' pages to collect them
     h.listen()
-    os.ftruncate(lock, 0)
-    os.pwrite(lock, b"%d\n" % os.getpid(), 0)
     try:
         h.serve()
     finally:
         h.stop_listening()
-        os.ftruncate(lock, 0)
+        h.release_lock()
 
 
 if __name__ == "__main__":

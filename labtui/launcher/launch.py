@@ -121,10 +121,12 @@ def via_helper(argv: list):
 
     saved = {}
     try:
-        fd_bytes = b"".join(fd.to_bytes(4, sys.byteorder) for fd in fds)
-        s.sendmsg([request(argv)], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fd_bytes)])
+        # Caught before the request goes (as launcher.c does): from then on a worker may be
+        # running the command, and a signal must reach it, not end us without it.
         for sig in FORWARDED:
             saved[sig] = _signal.signal(sig, forward)
+        fd_bytes = b"".join(fd.to_bytes(4, sys.byteorder) for fd in fds)
+        s.sendmsg([request(argv)], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fd_bytes)])
         msg = s.recv(64)
     except OSError:
         msg = b""

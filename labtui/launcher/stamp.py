@@ -60,6 +60,11 @@ def source_stamp(modules: dict | None = None, repo: str = REPO, packages: tuple[
     return {path: file_id(path) for path in paths}
 
 
+def changed(stamp: Stamp) -> str | None:
+    """The first stamped path that changed (or went) since, None when none did (for the log)."""
+    return next((path for path, was in stamp.items() if file_id(path) != was), None)
+
+
 def is_stale(stamp: Stamp) -> bool:
     """Whether any stamped file changed (or went) since."""
-    return any(file_id(path) != was for path, was in stamp.items())
+    return changed(stamp) is not None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -18,7 +19,20 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import helper_pid, inspect, labtui, our_processes, own_state_dir, wait_for
+from tests.helpers import (
+    HELPER_START,
+    catches,
+    fresh_helper,
+    helper_log,
+    helper_pid,
+    inspect,
+    labtui,
+    our_processes,
+    own_state_dir,
+    proc_status,
+    served_worker,
+    wait_for,
+)
 
 pytestmark = pytest.mark.root
 
@@ -38,12 +52,11 @@ def sock(root: str | None = None) -> Path:
 
 @pytest.fixture(scope="module")
 def helper():
-    """A helper for this test run's state directory, stopped at the end."""
+    """A helper for this test run's state directory, started from this process (whatever an
+    earlier test left is stopped first: tests/helpers.py fresh_helper), stopped at the end."""
     from labtui.launcher import helper as helper_mod
 
-    launch("ps")  # no helper yet: runs here and starts one
-    wait_for(lambda: sock().exists() and helper_pid(), timeout=20, what="the helper's socket")
-    yield helper_pid()
+    yield fresh_helper()
     helper_mod.stop()
     assert wait_for(lambda: not sock().exists(), what="the helper's socket to go")
 
@@ -94,17 +107,26 @@ def test_errors_and_usage_come_back_as_from_the_ordinary_command(helper):
     assert p.returncode == 2 and "usage" in p.stderr
 
 
+def _proxying(launcher: subprocess.Popen, name: str) -> int:
+    """The launcher's worker, once `run` passes signals on to the container (it catches SIGTERM:
+    docker's --sig-proxy). Before that a SIGTERM ends the command, here as in the ordinary
+    `labtui run`; a container seen running does not mean the command got that far."""
+    worker = served_worker(launcher)
+    wait_for(lambda: catches(worker, signal.SIGTERM), what=f"the worker of {name} to pass signals on")
+    return worker
+
+
 def test_signals_to_the_caller_reach_the_container(helper):
     name = f"helper-sig-{os.getpid()}"
     p = subprocess.Popen(LAUNCH + ["run", "--rm", "--name", name, "busybox", "sleep", "30"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        wait_for(lambda: inspect(name)["State"]["Status"] == "running"
-                 if labtui("inspect", name, check=False).returncode == 0 else False, what="running")
+        _proxying(p, name)
         p.send_signal(signal.SIGTERM)  # docker's --sig-proxy: to the container's main process
         assert p.wait(timeout=20) == 128 + signal.SIGTERM
     finally:
         p.kill()
+        p.wait()
         labtui("rm", "-f", name, check=False)
     assert labtui("inspect", name, check=False).returncode != 0  # --rm removed it
 
@@ -113,22 +135,31 @@ def _state(pid: int) -> str:
     return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
 
 
+def _handled(pid: int, sig: int) -> bool:
+    """sig was delivered to pid and its handler has returned: neither pending (sent signals are
+    pending at once, kill(2)) nor blocked (the launcher's ^Z handler holds SIGCONT), and, in the
+    Python launcher, no Python-level handler still to run (its C handler only flags the signal,
+    so the launcher's one thread wakes from recv(2): state R until it waits again)."""
+    st = proc_status(pid)
+    bits = int(st["SigPnd"], 16) | int(st["ShdPnd"], 16) | int(st["SigBlk"], 16)
+    return not bits & ((1 << (sig - 1)) | (1 << (signal.SIGCONT - 1))) and _state(pid) == "S"
+
+
 @pytest.mark.parametrize("orphaned", [False, True], ids=["job", "orphaned-group"])
 def test_ctrl_z_stops_the_worker_with_its_caller_unless_the_kernel_discards_it(helper, orphaned):
     """As a job of its own (a shell's), ^Z stops the launcher and its worker, SIGCONT resumes
     both. In an orphaned process group (a session of its own) the kernel discards the
-    launcher's SIGTSTP (signal(7)): the worker it stopped first goes on with it."""
+    launcher's SIGTSTP (signal(7)): the worker it stopped first goes on with it. Were it left
+    stopped, the SIGTERM after would wait in it for ever, and the launcher with it."""
     name = f"helper-tstp-{os.getpid()}-{int(orphaned)}"
     p = subprocess.Popen(LAUNCH + ["run", "--rm", "--name", name, "busybox", "sleep", "30"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          **({"start_new_session": True} if orphaned else {"process_group": 0}))
     try:
-        wait_for(lambda: _status(name) == "running", what="running")
-        pipe = os.fstat(p.stdout.fileno()).st_ino
-        [worker] = [w for w in _workers(helper_pid()) if os.stat(f"/proc/{w}/fd/1").st_ino == pipe]
+        worker = _proxying(p, name)
         p.send_signal(signal.SIGTSTP)
         if orphaned:
-            time.sleep(0.5)
+            wait_for(lambda: _handled(p.pid, signal.SIGTSTP), what="the launcher to handle ^Z")
             wait_for(lambda: _state(p.pid) != "T" and _state(worker) != "T", what="both running")
         else:
             wait_for(lambda: _state(p.pid) == "T" and _state(worker) == "T", what="both stopped")
@@ -153,45 +184,70 @@ def test_killed_caller_kills_its_command_but_not_the_container(helper):
     p = subprocess.Popen(LAUNCH + ["run", "--name", name, "busybox", "sleep", "30"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        wait_for(lambda: _status(name) == "running", what="running")
-        workers = _workers(helper)
-        assert len(workers) == 1
+        worker = _proxying(p, name)  # the container runs, and its command is attached to it
+        gone = os.pidfd_open(worker)
         p.kill()
         p.wait()
-        wait_for(lambda: not _workers(helper), what="the worker to die with its caller")
+        # A pidfd turns readable when its process ends (pidfd_open(2)): no PID reuse to mistake.
+        assert select.select([gone], [], [], 20)[0], "the worker outlived its caller"
+        os.close(gone)
         assert _status(name) == "running"  # the supervisor is detached
     finally:
+        p.kill()
+        p.wait()
         labtui("rm", "-f", name, check=False)
 
 
-def _workers(helper: int) -> list[int]:
-    """The helper's children that serve a command now (not its spares or adopted supervisors)."""
-    with open(f"/proc/{helper}/task/{helper}/children") as f:
-        kids = [int(x) for x in f.read().split()]
-    out = []
-    for k in kids:
-        try:
-            with open(f"/proc/{k}/comm") as f:
-                if f.read().strip() == "labtui-worker":
-                    out.append(k)
-        except OSError:
-            pass
-    return out
+# A helper whose worker ended and whose caller went, both in one wake-up of its loop: the
+# worker's end is taken first (epoll reports in the order they became ready).
+ENDED_TOGETHER = """
+import os, select, selectors, socket
+from labtui.launcher.helper import Helper
+h = Helper(900)
+conn, caller = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+child = os.fork()
+if child == 0:
+    os._exit(3)
+pidfd = os.pidfd_open(child)
+select.select([pidfd], [], [])  # the worker is done,
+caller.close()                  # then its caller goes
+h.workers[pidfd] = (child, conn)
+h.sel.register(pidfd, selectors.EVENT_READ, "worker")
+h.sel.register(conn, selectors.EVENT_READ, ("client", pidfd))
+h.stopping = True  # serve() returns once no worker is left
+h.serve()
+print("served on")
+"""
+
+
+def test_a_worker_and_its_caller_ending_together_do_not_crash_the_helper():
+    """Reaping the worker closes its caller's connection; the caller's own event, from the same
+    select(), must then be dropped. (It was handled, on the closed socket: the helper died, the
+    next command ran cold and started another, and tests looking for the first one's workers
+    found none.)"""
+    p = subprocess.run([sys.executable, "-c", ENDED_TOGETHER], capture_output=True, text=True, timeout=60,
+                       cwd=REPO)
+    assert (p.returncode, p.stdout) == (0, "served on\n"), p.stderr
 
 
 def test_stale_helper_is_not_used_and_is_replaced(helper):
+    old = helper_pid()
+    assert old, "no helper serves"
     target = REPO / "labtui" / "cli" / "attach_client.py"
     st = target.stat()
     os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
     try:
         p = launch("ps")
         assert p.returncode == 0
-        wait_for(lambda: helper_pid() is None or helper_pid() != helper, what="the stale helper to leave")
+        assert f"{target} changed" in helper_log()  # the helper says why it turned the command away
+        wait_for(lambda: not Path(f"/proc/{old}").exists(), what="the stale helper to leave")
+        # It let its lock go as it turned the command away: the helper that command started
+        # takes over at once, and the next command works.
+        wait_for(lambda: helper_pid(), timeout=HELPER_START, what="a new helper")
+        assert launch("ps").returncode == 0
     finally:
         os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
-    # The next command finds no helper (or the new one) and still works.
-    assert launch("ps").returncode == 0
-    wait_for(lambda: sock().exists() and helper_pid(), timeout=20, what="a new helper")
+        fresh_helper()  # the new one stamped the changed time: stale from now on, for the tests below
 
 
 def test_idle_helper_leaves_and_non_root_never_uses_one():
@@ -199,9 +255,11 @@ def test_idle_helper_leaves_and_non_root_never_uses_one():
     env = dict(os.environ, LABTUI_ROOT=root, LABTUI_HELPER_IDLE="1")
     try:
         assert launch("ps", env=env).returncode == 0
-        wait_for(lambda: helper_pid(root), timeout=20, what="the helper to start")
-        pid = helper_pid(root)
-        wait_for(lambda: not Path(f"/proc/{pid}").exists(), timeout=15, what="the idle helper to leave")
+        # Its lock names it from its start (a second idle, it may be gone before one looks for its socket).
+        lock = Path(root) / "run" / "helper.lock"
+        pid = wait_for(lambda: lock.exists() and int(lock.read_text().strip() or 0), timeout=HELPER_START,
+                       what="the helper to start")
+        wait_for(lambda: not Path(f"/proc/{pid}").exists(), timeout=HELPER_START, what="the idle helper to leave")
         assert not sock(root).exists()
         p = launch("ps", env=dict(env, LABTUI_HELPER="0"))
         assert p.returncode == 0
@@ -289,7 +347,8 @@ def test_a_caller_in_another_mount_namespace_runs_cold_and_sees_its_own_mounts(h
 
 
 def test_no_worker_or_helper_left_behind(helper):
-    assert [c for _, c in our_processes() if c == "labtui-worker"] == []
+    # A worker reports its command's end before it frees its memory (at nice 19): it may take a moment.
+    wait_for(lambda: not [c for _, c in our_processes() if c == "labtui-worker"], what="no worker left")
 
 
 def test_helper_whose_run_directory_is_wiped_leaves():
@@ -300,12 +359,12 @@ def test_helper_whose_run_directory_is_wiped_leaves():
     with own_state_dir() as root:
         env = dict(os.environ, LABTUI_ROOT=root)
         assert launch("ps", env=env).returncode == 0
-        wait_for(lambda: sock(root).exists() and helper_pid(root), timeout=20, what="the helper to start")
+        wait_for(lambda: helper_pid(root), timeout=HELPER_START, what="the helper to start")
         pid = helper_pid(root)
         shutil.rmtree(Path(root) / "run")
         wait_for(lambda: not Path(f"/proc/{pid}").exists(), timeout=15, what="the unreachable helper to leave")
         assert launch("ps", env=env).returncode == 0
-        wait_for(lambda: helper_pid(root), timeout=20, what="a new helper")
+        wait_for(lambda: helper_pid(root), timeout=HELPER_START, what="a new helper")
 
 
 def test_the_helpers_directory_and_files_are_private_under_any_umask():
@@ -314,7 +373,7 @@ def test_the_helpers_directory_and_files_are_private_under_any_umask():
     with own_state_dir() as root:
         env = dict(os.environ, LABTUI_ROOT=root)
         assert launch("ps", env=env, umask=0).returncode == 0
-        wait_for(lambda: sock(root).exists() and helper_pid(root), timeout=20, what="the helper to start")
+        wait_for(lambda: helper_pid(root), timeout=HELPER_START, what="the helper to start")
         assert launch("ps", env=env, umask=0).returncode == 0  # served
         run = Path(root) / "run"
         assert oct(run.stat().st_mode & 0o777) == oct(0o700)

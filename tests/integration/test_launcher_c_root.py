@@ -8,16 +8,27 @@ reach the command, and with no helper (or a stale one, or not root) the ordinary
 from __future__ import annotations
 
 import os
+import select
 import signal
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 
-from engine import procfs
-from tests.helpers import helper_pid, labtui, our_processes, own_state_dir, wait_for
+from tests.helpers import (
+    HELPER_START,
+    catches,
+    fresh_helper,
+    helper_log,
+    helper_pid,
+    labtui,
+    our_processes,
+    own_state_dir,
+    proc_status,
+    served_worker,
+    wait_for,
+)
 
 pytestmark = pytest.mark.root
 
@@ -39,12 +50,11 @@ def launcher() -> str:
 
 @pytest.fixture(scope="module")
 def helper(launcher):
+    """A helper started for this module from this process (whatever an earlier test left is
+    stopped first: tests/helpers.py fresh_helper), stopped at the end."""
     from labtui.launcher import helper as helper_mod
 
-    # No helper yet: the C launcher execs the Python one, which runs `ps` and starts a helper.
-    assert subprocess.run([launcher, "ps"], capture_output=True, timeout=60).returncode == 0
-    wait_for(lambda: helper_pid(), timeout=20, what="the helper")
-    yield helper_pid()
+    yield fresh_helper()
     helper_mod.stop()
 
 
@@ -84,20 +94,6 @@ def test_closed_stdin_is_not_mistaken_for_the_socket(launcher, helper):
     assert (p.returncode, p.stdout) == (0, "done\n"), p.stderr
 
 
-def _worker(helper: int, launcher: subprocess.Popen) -> int | None:
-    """The helper's worker serving this launcher: the one whose stdout is the launcher's (not any
-    labtui-worker: one an earlier test left behind would be taken for it)."""
-    pipe = os.fstat(launcher.stdout.fileno()).st_ino
-    for k in procfs.children(helper):
-        try:
-            if Path(f"/proc/{k}/comm").read_text().strip() == "labtui-worker" and \
-                    os.stat(f"/proc/{k}/fd/1").st_ino == pipe:
-                return k
-        except OSError:
-            pass
-    return None
-
-
 def _state(pid: int) -> str:
     return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
 
@@ -107,8 +103,22 @@ def _start(launcher: str, name: str, **kw) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
 
 
-def _running(name: str) -> bool:
-    return labtui("inspect", name, check=False).returncode == 0 and '"Running": true' in labtui("inspect", name).stdout
+def _proxying(launcher: subprocess.Popen, name: str) -> int:
+    """The launcher's worker, once `run` passes signals on to the container (it catches SIGTERM:
+    docker's --sig-proxy). Before that a SIGTERM ends the command, here as in the ordinary
+    `labtui run`; a container seen running does not mean the command got that far."""
+    worker = served_worker(launcher)
+    wait_for(lambda: catches(worker, signal.SIGTERM), what=f"the worker of {name} to pass signals on")
+    return worker
+
+
+def _handled(pid: int, sig: int) -> bool:
+    """sig was delivered to pid and its handler has returned: neither pending (sent signals are
+    pending at once, kill(2)) nor blocked (a handler runs with its signal blocked, and the
+    launcher's ^Z handler holds SIGCONT too)."""
+    st = proc_status(pid)
+    bits = int(st["SigPnd"], 16) | int(st["ShdPnd"], 16) | int(st["SigBlk"], 16)
+    return not bits & ((1 << (sig - 1)) | (1 << (signal.SIGCONT - 1)))
 
 
 def test_signals_reach_the_container_and_ctrl_z_stops_and_resumes_the_worker(launcher, helper):
@@ -118,9 +128,7 @@ def test_signals_reach_the_container_and_ctrl_z_stops_and_resumes_the_worker(lau
     name = f"launcher-c-sig-{os.getpid()}"
     p = _start(launcher, name, process_group=0)
     try:
-        wait_for(lambda: _running(name), what="running")
-        worker = _worker(helper, p)
-        assert worker
+        worker = _proxying(p, name)
         p.send_signal(signal.SIGTSTP)
         wait_for(lambda: _state(p.pid) == "T" and _state(worker) == "T", what="both stopped")
         p.send_signal(signal.SIGCONT)
@@ -136,16 +144,15 @@ def test_signals_reach_the_container_and_ctrl_z_stops_and_resumes_the_worker(lau
 def test_ctrl_z_in_an_orphaned_process_group_leaves_both_running(launcher, helper):
     """A launcher whose process group has no job-control shell above it (a session of its own
     here): the kernel discards its SIGTSTP, as it would the ordinary command's (signal(7)), and
-    the worker it stopped first must go on with it rather than stay stopped for good."""
+    the worker it stopped first must go on with it rather than stay stopped for good. Were it
+    left stopped, the SIGTERM after would wait in it for ever and the launcher with it."""
     name = f"launcher-c-orphan-{os.getpid()}"
     p = _start(launcher, name, start_new_session=True)
     try:
-        wait_for(lambda: _running(name), what="running")
-        worker = _worker(helper, p)
-        assert worker
+        worker = _proxying(p, name)
         p.send_signal(signal.SIGTSTP)
-        time.sleep(0.5)
-        assert wait_for(lambda: _state(p.pid) != "T" and _state(worker) != "T", what="both running")
+        wait_for(lambda: _handled(p.pid, signal.SIGTSTP), what="the launcher to handle ^Z")
+        wait_for(lambda: _state(p.pid) != "T" and _state(worker) != "T", what="both running")
         p.send_signal(signal.SIGTERM)
         assert p.wait(timeout=20) == 128 + signal.SIGTERM
     finally:
@@ -160,13 +167,15 @@ def test_a_worker_left_stopped_dies_with_its_launcher(launcher, helper):
     name = f"launcher-c-stopped-{os.getpid()}"
     p = _start(launcher, name, process_group=0)
     try:
-        wait_for(lambda: _running(name), what="running")
-        worker = _worker(helper, p)
+        worker = _proxying(p, name)
+        gone = os.pidfd_open(worker)
         p.send_signal(signal.SIGTSTP)
         wait_for(lambda: _state(p.pid) == "T" and _state(worker) == "T", what="both stopped")
         p.kill()
         p.wait()
-        wait_for(lambda: not Path(f"/proc/{worker}").exists(), what="the stopped worker to die")
+        # A pidfd turns readable when its process ends (pidfd_open(2)): no PID reuse to mistake.
+        assert select.select([gone], [], [], 20)[0], "the stopped worker outlived its launcher"
+        os.close(gone)
     finally:
         p.kill()
         p.wait()
@@ -177,8 +186,7 @@ def test_a_worker_killed_by_a_signal_kills_the_launcher_with_it(launcher, helper
     name = f"launcher-c-kill-{os.getpid()}"
     p = _start(launcher, name)
     try:
-        worker = wait_for(lambda: _worker(helper, p), what="the worker")
-        os.kill(worker, signal.SIGKILL)
+        os.kill(_proxying(p, name), signal.SIGKILL)
         assert p.wait(timeout=20) == -signal.SIGKILL
     finally:
         p.kill()
@@ -194,28 +202,34 @@ def test_without_a_helper_python_runs_it_and_starts_one(launcher, tmp_path):
                            capture_output=True, text=True, timeout=60)
         assert p.returncode == 5, p.stderr
         # Only launch.py's ordinary way starts a helper: it ran, and made one for what comes next.
-        pid = wait_for(lambda: helper_pid(root), timeout=20, what="a helper for the next command")
+        pid = wait_for(lambda: helper_pid(root), timeout=HELPER_START, what="a helper for the next command")
         p, calls = execs(launcher, tmp_path, "ps", env=env)
         assert p.returncode == 0 and len(calls) == 1, calls
         assert helper_pid(root) == pid
 
 
 def test_stale_helper_or_not_root_fall_back_to_the_ordinary_way(launcher, helper, tmp_path):
+    old = helper_pid()
+    assert old, "no helper serves"
     target = REPO / "labtui" / "cli" / "attach_client.py"
     st = target.stat()
     os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
     try:
         p = subprocess.run([launcher, "ps"], capture_output=True, text=True, timeout=60)
         assert p.returncode == 0 and "CONTAINER ID" in p.stdout, p.stderr
-        wait_for(lambda: not Path(f"/proc/{helper}").exists(), what="the stale helper to leave")
-        wait_for(lambda: helper_pid(), timeout=20, what="the new helper the ordinary way started")
+        assert f"{target} changed" in helper_log()  # the helper says why it turned the command away
+        wait_for(lambda: not Path(f"/proc/{old}").exists(), what="the stale helper to leave")
+        # The stale helper let its lock go as it turned the command away: the helper that
+        # command started takes over at once.
+        wait_for(lambda: helper_pid(), timeout=HELPER_START, what="the new helper the ordinary way started")
     finally:
         os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+        fresh_helper()  # the new one may have stamped the changed time: stale from now on
     p = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", launcher, "ps"],
                        capture_output=True, text=True, timeout=30)
     assert p.returncode == 125 and "must run as root" in p.stderr
     p = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", launcher, "--help"],
                        capture_output=True, text=True, timeout=30)
     assert p.returncode == 0 and "usage" in p.stdout.lower()
-    time.sleep(0.2)
-    assert not [c for _, c in our_processes() if c == "labtui-worker"]
+    # No worker is left behind (one that served an earlier command may still be freeing its memory).
+    wait_for(lambda: not [c for _, c in our_processes() if c == "labtui-worker"], what="no worker left")

@@ -18,13 +18,16 @@ from textual.screen import Screen
 from textual.worker import get_current_worker
 
 from labtui.tui import adapter
+from labtui.tui.adapter import lessons as course
 from labtui.tui.messages import AlertsChanged, EventsArrived
-from labtui.tui.screens import alerts
+from labtui.tui.screens import alerts, walkthrough
 from labtui.tui.screens.alerts import AlertsScreen
 from labtui.tui.screens.attacks import AttackLabScreen
 from labtui.tui.screens.container import ContainerScreen
 from labtui.tui.screens.dashboard import DashboardScreen
 from labtui.tui.screens.help import HelpScreen
+from labtui.tui.screens.lessons import LessonPickerScreen
+from labtui.tui.screens.walkthrough import WalkthroughScreen
 
 EVENTS_TICK = 0.25
 MAX_ALERTS = 500
@@ -40,16 +43,21 @@ class LabApp(App):
         Binding("question_mark", "help", "Help"),
         Binding("a", "alerts", "Alerts"),
         Binding("t", "attacks", "Attacks", show=False),
+        Binding("l", "lessons", "Lessons", show=False),
         Binding("q", "quit", "Quit"),
     ]
 
-    def __init__(self) -> None:
+    def __init__(self, start: Screen | None = None) -> None:
+        """start: a screen to open over the dashboard (`labtui walkthrough ID` passes its walkthrough)."""
         super().__init__()
         self.alerts: list[dict] = []
         self._notified: dict[tuple[str, str], float] = {}
+        self.start_screen = start
 
     def on_mount(self) -> None:
         self.push_screen(DashboardScreen())
+        if self.start_screen is not None:
+            self.push_screen(self.start_screen)
         self.follow_events()
 
     @work(thread=True, exclusive=True, group="events")
@@ -98,6 +106,10 @@ class LabApp(App):
         if not isinstance(self.screen, AttackLabScreen):
             self.push_screen(AttackLabScreen())
 
+    def action_lessons(self) -> None:
+        if not isinstance(self.screen, LessonPickerScreen):
+            self.push_screen(LessonPickerScreen())
+
     def open_container(self, cid: str) -> None:
         while isinstance(self.screen, ContainerScreen | AlertsScreen | AttackLabScreen | HelpScreen):
             self.pop_screen()
@@ -114,6 +126,8 @@ class LabApp(App):
         yield SystemCommand("Help", "Keys and what each panel reads", self.action_help)
         yield SystemCommand("Alerts", "OOM kills, crashes, restarts, health, limit alerts", self.action_alerts)
         yield SystemCommand("Attack lab", "Attacks and the mechanisms that stop them", self.action_attacks)
+        yield SystemCommand("Lessons", "Guided lessons with live checks, and the instructor's walkthrough (l)",
+                            self.action_lessons)
         dash = self.dashboard()
         if dash is None:
             return
@@ -123,13 +137,39 @@ class LabApp(App):
                                 lambda cid=row.id: self.open_container(cid))
 
 
-def run_app() -> int:
-    """Run the app in this terminal; returns the exit code for `labtui`."""
+def run_app(start: tuple[str, str] | None = None) -> int:
+    """Run the app in this terminal; returns the exit code for `labtui`.
+
+    start=("walkthrough", LESSON_ID) opens the lesson's walkthrough at once (`labtui walkthrough
+    ID`; quitting it quits the app). An unknown lesson, or one this host cannot run, is one line on
+    stderr and exit 125 (77 for unsupported, as `labtui lesson replay`), before the screen changes."""
+    first = None
+    if start is not None:
+        first = _start_screen(*start)
+        if isinstance(first, int):
+            return first
     try:
-        LabApp().run()
+        LabApp(first).run()
     finally:
+        walkthrough.cleanup_all()  # a walkthrough's containers never outlive the app
         adapter.stop_traces()  # a trace the app started ends with it; containers go on
     return 0
+
+
+def _start_screen(kind: str, arg: str) -> Screen | int:
+    if kind != "walkthrough":
+        print(f"labtui: unknown start screen {kind!r}", file=sys.stderr)
+        return 125
+    try:
+        lesson = course.load(arg)
+    except course.LessonError as e:
+        print(f"labtui: {e}", file=sys.stderr)
+        return 125
+    reason = course.unsupported(lesson)
+    if reason:
+        print(f"labtui: lesson {lesson.id} is unsupported on this host: {reason}", file=sys.stderr)
+        return course.UNSUPPORTED_EXIT
+    return WalkthroughScreen(lesson, exit_app=True)
 
 
 if __name__ == "__main__":

@@ -12,12 +12,14 @@ write their tasks, checks and hints as arrays of tables (docs/lessons.md), which
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import tomllib
 from pathlib import Path
 
 from lessons.core.model import Check, Hint, Lesson, Task
 
+# The shipped lessons; LABTUI_LESSONS_DIR points elsewhere (a course's own lessons, test fixtures).
 LESSONS_DIR = Path(__file__).resolve().parents[1]
 ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,47}$")
 PANELS = ("steps", "ns", "cgroups", "ipc", "net", "sec", "procs", "logs", "timeline", "strace")
@@ -311,16 +313,22 @@ def _cross_check(ctx: _Ctx, tasks: tuple[Task, ...]) -> None:
             seen_checks.add(c.id)
 
 
-def lesson_dirs(root: Path = LESSONS_DIR) -> list[Path]:
+def lessons_root() -> Path:
+    """Read at each call: a test or a replay may point LABTUI_LESSONS_DIR elsewhere."""
+    return Path(os.environ.get("LABTUI_LESSONS_DIR") or LESSONS_DIR)
+
+
+def lesson_dirs(root: Path | None = None) -> list[Path]:
+    root = lessons_root() if root is None else root
     return sorted(p for p in root.iterdir() if (p / "lesson.toml").is_file())
 
 
-def load_all(root: Path = LESSONS_DIR) -> list[Lesson]:
+def load_all(root: Path | None = None) -> list[Lesson]:
     return [load(p) for p in lesson_dirs(root)]
 
 
-def find(lesson_id: str, root: Path = LESSONS_DIR) -> Lesson:
-    folder = root / lesson_id
+def find(lesson_id: str, root: Path | None = None) -> Lesson:
+    folder = (lessons_root() if root is None else root) / lesson_id
     if not ID_RE.match(lesson_id) or not (folder / "lesson.toml").is_file():
         known = ", ".join(p.name for p in lesson_dirs(root)) or "none"
         raise LessonError(f"no lesson with id {lesson_id!r} (lessons: {known})")

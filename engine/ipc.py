@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -68,25 +67,13 @@ def objects() -> list[IpcObject]:
 def in_namespace_of(pid: int, fn: Callable[[], T]) -> T:
     """fn() in a thread that joined pid's IPC namespace; raises what fn or setns(2) raised
     (OSError when pid is gone)."""
+    from engine.namespaces import call_in
+
     fd = os.open(f"/proc/{pid}/ns/ipc", os.O_RDONLY | os.O_CLOEXEC)
-    box: dict[str, object] = {}
-
-    def enter_and_call() -> None:
-        try:
-            syscalls.setns(fd, syscalls.CLONE_NEWIPC)
-            box["result"] = fn()
-        except OSError as e:
-            box["err"] = e
-
     try:
-        t = threading.Thread(target=enter_and_call, name="labtui-ipcns", daemon=True)
-        t.start()
-        t.join()
+        return call_in(fd, syscalls.CLONE_NEWIPC, fn, "labtui-ipcns")
     finally:
         os.close(fd)
-    if "err" in box:
-        raise box["err"]  # type: ignore[misc]
-    return box["result"]  # type: ignore[return-value]
 
 
 def namespace_objects(pid: int) -> list[IpcObject]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 
@@ -50,6 +50,17 @@ def write_json_atomic(path: Path, obj: dict, *, indent: int = 1, sort_keys: bool
         except FileNotFoundError:
             pass
         raise
+
+
+def decode(lines: Iterable[bytes]) -> Iterator[dict]:
+    """Records of complete lines; blank lines and a line that is not JSON (the end of a line a
+    killed writer left half-written) are passed over."""
+    for line in lines:
+        if line.strip():
+            try:
+                yield json.loads(line)
+            except ValueError:
+                continue
 
 
 def read_all(path: Path | str) -> list[dict]:
@@ -92,12 +103,7 @@ def follow(
                     pos += len(chunk)
                     buf += chunk
                     *lines, buf = buf.split(b"\n")
-                    for line in lines:
-                        if line.strip():
-                            try:
-                                yield json.loads(line)
-                            except ValueError:
-                                continue
+                    yield from decode(lines)
                     continue
                 if stop and stop():
                     return

@@ -6,9 +6,13 @@ import fcntl
 import os
 import socket
 import struct
+from collections.abc import Callable
+from typing import TypeVar
 
 from engine import syscalls as sc
 from engine.steps import Recorder
+
+T = TypeVar("T")
 
 NS_KINDS = ("cgroup", "ipc", "mnt", "net", "pid", "user", "uts")
 
@@ -74,3 +78,32 @@ def ns_inodes(pid: int | str = "self") -> dict[str, int]:
         except OSError:
             continue
     return out
+
+
+def call_in(ns_fd: int, nstype: int, fn: Callable[[], T], name: str = "labtui-setns") -> T:
+    """fn() in a short-lived thread that joined the namespace open as ns_fd; returns what fn
+    returned, raises the OSError of setns(2) or of fn.
+
+    Why a thread: setns(2) with CLONE_NEWNET or CLONE_NEWIPC moves only the calling thread, so the
+    process itself stays where it is; and what fn makes there keeps its namespace after the thread
+    is gone (a socket belongs to the network namespace it was created in: socket(7)). Used for
+    netlink and probe sockets inside a container's network namespace and for a container's SysV
+    IPC objects.
+    """
+    import threading  # only the readers need it: a plain `labtui run` never starts a thread
+
+    box: dict[str, object] = {}
+
+    def enter_and_call() -> None:
+        try:
+            sc.setns(ns_fd, nstype)
+            box["result"] = fn()
+        except OSError as e:
+            box["err"] = e
+
+    t = threading.Thread(target=enter_and_call, name=name, daemon=True)
+    t.start()
+    t.join()
+    if "err" in box:
+        raise box["err"]  # type: ignore[misc]
+    return box["result"]  # type: ignore[return-value]

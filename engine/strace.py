@@ -139,21 +139,9 @@ def finish_for_container(c: Container, timeout: float = 5) -> None:
 
 def container_pids(c: Container) -> list[int]:
     """Host PIDs of every process in the container's PID namespace."""
-    init_pid = c.state["pid"]
-    try:
-        target = os.stat(f"/proc/{init_pid}/ns/pid").st_ino
-    except FileNotFoundError:
-        return []
-    out = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            if os.stat(f"/proc/{name}/ns/pid").st_ino == target:
-                out.append(int(name))
-        except OSError:
-            continue
-    return sorted(out)
+    from engine import procfs
+
+    return procfs.pidns_members(c.state["pid"])
 
 
 def attach(ref: str, follow: bool = False, out=None) -> int:

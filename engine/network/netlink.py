@@ -9,7 +9,6 @@ from __future__ import annotations
 import errno
 import os
 import socket
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
@@ -77,22 +76,10 @@ def netns_ipr(ns_fd: int) -> IPRoute:
     to make the socket, and forking the supervisor (which runs proxy threads) is riskier and
     slower than a thread.
     """
-    box: dict[str, object] = {}
+    from engine.namespaces import call_in
 
-    def enter_and_open() -> None:
-        try:
-            syscalls.setns(ns_fd, syscalls.CLONE_NEWNET)
-            box["sock"] = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_ROUTE)
-        except OSError as e:
-            box["err"] = e
-
-    t = threading.Thread(target=enter_and_open, name="labtui-netns-socket", daemon=True)
-    t.start()
-    t.join()
-    if "err" in box:
-        raise box["err"]  # type: ignore[misc]
-    sock = box["sock"]
-    assert isinstance(sock, socket.socket)
+    sock = call_in(ns_fd, syscalls.CLONE_NEWNET,
+                   lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_ROUTE), "labtui-netns-socket")
     return _iproute_class()(fileno=sock.detach())
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
-import threading
 from typing import TYPE_CHECKING
 
 from lessons.probes.registry import ProbeError
@@ -85,28 +84,16 @@ def netns_fd(name: str | None) -> int | None:
 def socket_in(ns_fd: int | None, family: int = socket.AF_INET, kind: int = socket.SOCK_STREAM) -> socket.socket:
     """A socket that lives in the namespace open as ns_fd (the host's when None). setns(2) moves
     only the calling thread, and a socket stays in the namespace it was made in: a short-lived
-    thread enters, makes it, and exits (engine/network/netlink.py's netns_ipr does the same)."""
+    thread enters, makes it, and exits (engine.namespaces.call_in)."""
     if ns_fd is None:
         return socket.socket(family, kind)
     from engine import syscalls
+    from engine.namespaces import call_in
 
-    box: dict[str, object] = {}
-
-    def enter_and_open() -> None:
-        try:
-            syscalls.setns(ns_fd, syscalls.CLONE_NEWNET)
-            box["sock"] = socket.socket(family, kind)
-        except OSError as e:
-            box["err"] = e
-
-    t = threading.Thread(target=enter_and_open, name="labtui-probe-netns", daemon=True)
-    t.start()
-    t.join()
-    if "err" in box:
-        raise ProbeError(f"cannot enter the network namespace: {box['err']}")
-    sock = box["sock"]
-    assert isinstance(sock, socket.socket)
-    return sock
+    try:
+        return call_in(ns_fd, syscalls.CLONE_NEWNET, lambda: socket.socket(family, kind), "labtui-probe-netns")
+    except OSError as e:
+        raise ProbeError(f"cannot enter the network namespace: {e}") from None
 
 
 def addresses_of(c: Container) -> dict[str, str]:

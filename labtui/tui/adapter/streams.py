@@ -3,12 +3,11 @@ host-wide events (alerts), read as JSON lines appended since the previous read."
 
 from __future__ import annotations
 
-import json
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 
-from engine import paths
+from engine import jsonl, paths
 
 
 class Tail:
@@ -40,16 +39,7 @@ class Tail:
         self.pos += len(chunk)
         self.buf += chunk
         *lines, self.buf = self.buf.split(b"\n")
-        return [r for r in _decode(lines) if self.keep is None or self.keep(r)]
-
-
-def _decode(lines: Iterable[bytes]) -> Iterable[dict]:
-    for line in lines:
-        if line.strip():
-            try:
-                yield json.loads(line)
-            except ValueError:
-                continue
+        return [r for r in jsonl.decode(lines) if self.keep is None or self.keep(r)]
 
 
 def logs_tail(cid: str) -> Tail:

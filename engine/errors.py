@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
+
 
 class EngineError(Exception):
     """An error of the runtime itself (docker's exit code 125)."""
@@ -50,3 +53,19 @@ def describe_failed_step(step: dict) -> str:
     if step.get("strerror"):
         err += f" ({step['strerror']})"
     return f"{what} failed: {err}"
+
+
+def command_exit(body: Callable[[], int | None], prog: str = "labtui") -> int:
+    """Run a command's body and end it the way docker's commands end: an EngineError is one line
+    on stderr and its exit code (125, or 126/127 for exec), ^C is 130 (128 + SIGINT), and a
+    reader that went away (`labtui ps | head`) is not an error. Both entry points use it: the
+    command line (labtui.cli.main) and exec's own (engine.exec_main)."""
+    try:
+        return body() or 0
+    except EngineError as e:
+        print(f"{prog}: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0

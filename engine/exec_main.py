@@ -26,7 +26,7 @@ import time
 import tty as tty_mod
 
 from engine import exec as exec_
-from engine.errors import EngineError, InvalidArgument
+from engine.errors import InvalidArgument, command_exit
 
 
 def terminal_size(fd: int | None = None) -> tuple[int, int] | None:
@@ -216,18 +216,14 @@ def parse_args(args: list[str]):
 def main(args: list[str] | None = None) -> int:
     a = parse_args(sys.argv[1:] if args is None else args)
     command = a.command[1:] if a.command[:1] == ["--"] else list(a.command)
-    try:
+
+    def body() -> int:
         if not command:
             raise InvalidArgument("exec needs a command: labtui exec [OPTIONS] CONTAINER COMMAND [ARG...]")
         return exec_in(a.container, command, tty=a.tty, interactive=a.interactive, detach=a.detach,
                        env=a.env, user=a.user, workdir=a.workdir)
-    except EngineError as e:
-        print(f"labtui: {e}", file=sys.stderr)
-        return e.exit_code
-    except KeyboardInterrupt:
-        return 130
-    except BrokenPipeError:
-        return 0
+
+    return command_exit(body)
 
 
 if __name__ == "__main__":

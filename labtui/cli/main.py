@@ -12,7 +12,7 @@ import os
 import sys
 import time
 
-from engine.errors import EngineError
+from engine.errors import EngineError, command_exit
 from labtui.common import runopts
 
 EPILOG = "Run `sudo labtui` with no arguments to open the terminal app."
@@ -244,19 +244,15 @@ def _main(args_list: list[str]) -> int:
     if args.cmd is None:
         ap.print_help()
         return 0
-    try:
+
+    def body() -> int | None:
         from engine import api
 
         api.require_root()
         api.on_startup()
-        return COMMANDS[args.cmd](args) or 0
-    except EngineError as e:
-        print(f"labtui: {e}", file=sys.stderr)
-        return e.exit_code
-    except KeyboardInterrupt:
-        return 130
-    except BrokenPipeError:
-        return 0
+        return COMMANDS[args.cmd](args)
+
+    return command_exit(body)
 
 
 def open_app(start: tuple[str, str] | None = None) -> int:

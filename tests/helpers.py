@@ -100,6 +100,29 @@ def _started_under_our_root(pid: str, comm: str, mark: bytes) -> bool:
     return False
 
 
+def labtui_things() -> dict[str, set[str]]:
+    """What of labtui's kind is on the machine: links (lt*, labtui*), mount points under a
+    .../labtui/ directory or our LABTUI_ROOT, network namespaces. Taken when the suite starts
+    (tests/conftest.py) and again at its end (test_zz_leaks.py): on a lab VM where labtui is in
+    use (its labtui0 bridge, containers, a helper) only what appeared in between is the suite's."""
+    root = os.environ.get("LABTUI_ROOT", "/nonexistent")
+    try:
+        links = {n for n in os.listdir("/sys/class/net") if n.startswith(("lt", "labtui"))
+                 or n == os.environ.get("LABTUI_DEFAULT_BRIDGE")}
+    except OSError:
+        links = set()
+    with open("/proc/self/mountinfo") as f:
+        mounts = {line.split()[4] for line in f if root in line or "/labtui" in line.split()[4]}
+    try:
+        netns = {n for n in os.listdir("/run/netns") if "labtui" in n or n.startswith("lt")}
+    except OSError:
+        netns = set()
+    return {"links": links, "mounts": mounts, "netns": netns}
+
+
+BEFORE_SUITE: dict[str, set[str]] = {"links": set(), "mounts": set(), "netns": set()}
+
+
 def force_cleanup() -> None:
     """Last resort after a failed run: kill our processes so nothing lingers on the machine."""
     for pid, _ in our_processes():

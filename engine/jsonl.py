@@ -64,11 +64,16 @@ def decode(lines: Iterable[bytes]) -> Iterator[dict]:
 
 
 def read_all(path: Path | str) -> list[dict]:
+    """Every complete record. A reader can meet the last line half-written: write(2) to a regular
+    file is not atomic for concurrent readers, even with O_APPEND, so a line without its newline
+    yet is left for the next read (as follow() does)."""
     try:
         with open(path, "rb") as f:
-            return [json.loads(line) for line in f if line.strip()]
+            data = f.read()
     except FileNotFoundError:
         return []
+    lines = data.split(b"\n")
+    return list(decode(lines[:-1]))  # the part after the last newline is empty, or not written yet
 
 
 def follow(

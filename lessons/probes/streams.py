@@ -11,7 +11,6 @@ triggered by a step or an event (a hint's on_step / on_event table).
 from __future__ import annotations
 
 import fnmatch
-import json
 import re
 from pathlib import Path
 
@@ -22,21 +21,11 @@ STEP_FIELDS = ("mechanism", "op", "result", "target", "value", "target_matches",
 
 
 def read_jsonl(path: Path | str) -> list[dict]:
-    """Every complete record of a JSON-lines stream; a line still being appended (or damaged) is
-    skipped rather than failing the check."""
-    out = []
-    try:
-        with open(path, "rb") as f:
-            for line in f:
-                try:
-                    rec = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(rec, dict):
-                    out.append(rec)
-    except FileNotFoundError:
-        pass
-    return out
+    """Every complete record of a JSON-lines stream (engine.jsonl.read_all: a line still being
+    appended, or damaged, is passed over rather than failing the check)."""
+    from engine import jsonl
+
+    return [r for r in jsonl.read_all(path) if isinstance(r, dict)]
 
 
 def _regex(pattern: object, field: str) -> re.Pattern:

@@ -67,14 +67,23 @@ def test_same_host_port_twice_is_refused() -> None:
 
 # ---------------------------------------------------------------------------------------- collisions
 
+def _free_port() -> int:
+    """A port nothing listens on now: check_ports also asks the kernel, and a lab VM in use may
+    publish any fixed number (18080 was one)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def test_port_published_by_another_container_is_named() -> None:
-    mine = parse_ports(["127.0.0.1:18080:80"])
+    port = _free_port()
+    mine = parse_ports([f"127.0.0.1:{port}:80"])
     with pytest.raises(Conflict, match="already published by container web"):
-        check_ports(mine, {"web": ["18080:80"]})
+        check_ports(mine, {"web": [f"{port}:80"]})
     with pytest.raises(Conflict, match="container db"):
-        check_ports(mine, {"web": [], "db": [PortSpec("127.0.0.1", 18080, 5432)]})
+        check_ports(mine, {"web": [], "db": [PortSpec("127.0.0.1", port, 5432)]})
     # Other protocol, other address: no clash.
-    check_ports(mine, {"dns": ["127.0.0.1:18080:53/udp"], "alt": ["127.0.0.2:18080:80"]})
+    check_ports(mine, {"dns": [f"127.0.0.1:{port}:53/udp"], "alt": [f"127.0.0.2:{port}:80"]})
 
 
 @pytest.fixture

@@ -123,7 +123,7 @@ def test_signals_to_the_caller_reach_the_container(helper):
     try:
         _proxying(p, name)
         p.send_signal(signal.SIGTERM)  # docker's --sig-proxy: to the container's main process
-        assert p.wait(timeout=20) == 128 + signal.SIGTERM
+        assert p.wait(timeout=20) == 128 + signal.SIGTERM, p.stderr.read().decode(errors="replace")[-2000:]
     finally:
         p.kill()
         p.wait()

@@ -85,14 +85,14 @@ def _list(args: argparse.Namespace) -> int:
     from lessons import features, session
     from lessons.core import schema
 
-    rows, broken = [], []
+    rows, broken, lessons = [], [], []
     act = session.active() or {}
     for folder in schema.lesson_dirs():
         try:
-            lesson = schema.load(folder)
+            lessons.append(schema.load(folder))
         except schema.LessonError as e:
             broken.append(str(e))
-            continue
+    for lesson in schema.in_teaching_order(lessons):
         prog = session.progress(lesson.id) or {}
         done = [t for t in prog.get("done", []) if any(t == x.id for x in lesson.tasks)]
         rows.append({"id": lesson.id, "title": lesson.title, "topic": lesson.topic, "version": lesson.version,

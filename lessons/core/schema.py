@@ -313,6 +313,32 @@ def _cross_check(ctx: _Ctx, tasks: tuple[Task, ...]) -> None:
             seen_checks.add(c.id)
 
 
+# The order a course walks the topics in: what later lessons build on comes first.
+TOPIC_ORDER = ("namespaces", "processes", "cgroups", "filesystems", "security", "networking", "lifecycle",
+               "debugging")
+
+
+def in_teaching_order(lessons: list[Lesson]) -> list[Lesson]:
+    """Lessons by topic (TOPIC_ORDER, unknown topics last), the attack lessons last in theirs (they
+    use what the others taught), then id; a lesson is moved after its prerequisites wherever they
+    stand (a stable topological sort: `lesson list`, the picker)."""
+    def rank(lesson: Lesson) -> tuple[int, bool, str]:
+        topic = TOPIC_ORDER.index(lesson.topic) if lesson.topic in TOPIC_ORDER else len(TOPIC_ORDER)
+        return topic, lesson.id.startswith("attack-"), lesson.id
+
+    pending = sorted(lessons, key=rank)
+    known = {lesson.id for lesson in lessons}
+    out: list[Lesson] = []
+    placed: set[str] = set()
+    while pending:
+        ready = [n for n, lesson in enumerate(pending)
+                 if all(p in placed or p not in known for p in lesson.prerequisites)]
+        lesson = pending.pop(ready[0] if ready else 0)  # none ready: a cycle; keep the topic order
+        out.append(lesson)
+        placed.add(lesson.id)
+    return out
+
+
 def lessons_root() -> Path:
     """Read at each call: a test or a replay may point LABTUI_LESSONS_DIR elsewhere."""
     return Path(os.environ.get("LABTUI_LESSONS_DIR") or LESSONS_DIR)

@@ -81,13 +81,13 @@ def lesson_rows() -> list[LessonRow]:
         act = session.active() or {}
     except (OSError, session.SessionError):
         return []
-    rows = []
+    rows, lessons = [], []
     for folder in dirs:
         try:
-            lesson = schema.load(folder)
+            lessons.append(schema.load(folder))
         except schema.LessonError as e:
             rows.append(LessonRow(folder.name, title="(does not load)", error=str(e)))
-            continue
+    for lesson in schema.in_teaching_order(lessons):
         done = set((progress.get(lesson.id) or {}).get("done", [])) & {t.id for t in lesson.tasks}
         rows.append(LessonRow(lesson.id, lesson.title, lesson.topic, len(lesson.tasks), len(done),
                               lesson.objectives, lesson.requires, features.unsupported(lesson) or "",

@@ -20,7 +20,7 @@ import time
 
 from engine import events, paths, state
 from engine.errors import Conflict, EngineError, InvalidArgument, NotFound
-from engine.gate import gate_pending, gate_release
+from engine.gate import gate_pending, gate_release, gate_waiting
 from engine.logs import follow_logs, read_logs
 from engine.process import (
     SIGNAL_ALIASES,
@@ -43,7 +43,7 @@ __all__ = [
     "restore", "start", "stats_snapshot", "stop", "system_prune", "top", "unpause", "update", "validate_extra",
     "validate_network", "wait", "write_etc_files",
     # re-exported from the modules below
-    "FORK_CLOSE_FDS", "SIGNAL_ALIASES", "empty_trash", "follow_logs", "gate_pending", "gate_release",
+    "FORK_CLOSE_FDS", "SIGNAL_ALIASES", "empty_trash", "follow_logs", "gate_pending", "gate_release", "gate_waiting",
     "main_pid", "parse_signal", "read_logs", "read_status", "remove", "restore_container", "send_signal",
     "spawn_supervisor",
     "teardown", "wait_pid_exit", "wait_recorded",

@@ -47,12 +47,22 @@ def gate_release(ref: str, count: int = 1) -> None:
         os.close(fd)
 
 
-def gate_pending(ref: str) -> dict | None:
-    """The step the gate holds, or None when nothing waits."""
+def gate_waiting(ref: str) -> tuple[dict, float] | None:
+    """The step the gate holds and when the gate took it (time.time()), or None when nothing
+    waits. Two held steps with the same content are told apart by that time (the walkthrough
+    lets exactly one go per key press)."""
     c = state.resolve(ref)
     try:
         with open(c.run_dir / "gate.json") as f:
             info = json.load(f)
     except (FileNotFoundError, ValueError):
         return None
-    return info.get("step") if info.get("waiting") else None
+    if not isinstance(info, dict) or not info.get("waiting") or not isinstance(info.get("step"), dict):
+        return None
+    return info["step"], float(info.get("since") or 0.0)
+
+
+def gate_pending(ref: str) -> dict | None:
+    """The step the gate holds, or None when nothing waits."""
+    held = gate_waiting(ref)
+    return held[0] if held else None

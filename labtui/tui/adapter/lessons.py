@@ -6,7 +6,7 @@ What it reads and drives (the `lessons` package, and the engine's streams and st
     student mode       lessons.session: the same session, progress.json and transcript as `labtui
                        lesson start/status/hint`; status() evaluates, records and advances
     a lesson's ctrs    the step and event streams of the containers the lesson names, followed by name
-    the walkthrough    a task's scripts with `labtui run/create` gated, gate.json (what is about to
+    the walkthrough    a task's scripts with `labtui run/create` gated, api.gate_waiting (what is about to
                        happen), gate_release, and lessons.core.evaluate without a session
 
 Every call may block (probes exec into containers, scripts run for seconds): call them from a
@@ -15,7 +15,6 @@ worker or a background thread, never from a handler on the UI thread.
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import shutil
@@ -456,18 +455,15 @@ class Held:
 
 
 def held_step(name: str) -> Held | None:
-    """The step the gate holds for this container (its gate.json), None when none waits."""
+    """The step the gate holds for this container (engine.api.gate_waiting), None when none waits."""
     c = _resolve(name)
     if c is None:
         return None
     try:
-        with open(c.run_dir / "gate.json") as f:
-            info = json.load(f)
-    except (OSError, ValueError):
+        held = api.gate_waiting(c.id)
+    except (OSError, EngineError):
         return None
-    if not isinstance(info, dict) or not info.get("waiting") or not isinstance(info.get("step"), dict):
-        return None
-    return Held(name, c.id, info["step"], float(info.get("since") or 0.0))
+    return Held(name, c.id, held[0], held[1]) if held else None
 
 
 def held_steps(lesson: Lesson) -> list[Held]:

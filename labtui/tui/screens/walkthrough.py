@@ -4,7 +4,7 @@ and fits 80x24.
 
 For each task: its set-up runs, then its solve script with the step gate on (the adapter's
 `labtui` wrapper adds --gate to `run` and `create`), so each kernel step of the containers it starts
-waits. Before a step runs the box on top says what is about to happen (gate.json: mechanism, op,
+waits. Before a step runs the box on top says what is about to happen (api.gate_waiting: mechanism, op,
 target, the shell equivalent) and why (widgets/explanations.py); space lets exactly that step go
 (engine.api.gate_release(container, 1)). e runs the task to its end, → goes to the next task, ←
 to the previous one (rebuilt: the lesson's containers removed, earlier tasks' set-up and solve run

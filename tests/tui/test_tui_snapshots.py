@@ -86,7 +86,7 @@ def test_snapshot_help(snap_compare):
         await dashboard_shown(pilot)
         await pilot.press("question_mark")
         await until(pilot, lambda: isinstance(app.screen, HelpScreen)
-                    and len(app.screen.query_one(Markdown).query("MarkdownTable")) == 3, what="the help text")
+                    and len(app.screen.query_one(Markdown).query("MarkdownTable")) == 4, what="the help text")
         await pilot.pause()
 
     assert snap_compare(new_app(), terminal_size=SIZE, run_before=run_before)

@@ -20,6 +20,7 @@ the engine's own records; nothing is simulated. Closing the app never stops a co
 | `?` | this help |
 | `a` | alerts (OOM kills, crashes, restarts, health, limit alerts) |
 | `t` | attack lab |
+| `l` | lessons: the picker (`enter` starts or resumes one, `w` its walkthrough) |
 | `ctrl+p` | command palette: every action, and "open <container>" |
 | `q` | quit (containers keep running) |
 
@@ -33,9 +34,9 @@ the engine's own records; nothing is simulated. Closing the app never stops a co
 | `p` | pause / resume (cgroup freezer) |
 | `R` | restart |
 | `d` | remove (asks first; kills a running container) |
-| `x` | shell inside (`labtui exec -it ID sh`), when exec exists |
+| `x` | shell inside (`labtui exec -it ID sh`) |
 | `T` | strace on / off for every process of the container (host-side; see the strace tab) |
-| `c` / `C` | checkpoint / restore, when the engine has them |
+| `c` / `C` | checkpoint / restore (CRIU) |
 
 ## Container screen
 | key | |
@@ -47,6 +48,14 @@ the engine's own records; nothing is simulated. Closing the app never stops a co
 | `m` | Steps: next mechanism filter |
 | `n` / `N` | Steps: let the next gated step (10 steps) go, for a container run with the step gate |
 | `h` / `c` / `x` | IPC: create a shm segment on the host / in the container; drop the host ones |
+
+## Lesson screen and walkthrough
+| key | |
+|---|---|
+| `h` | lesson: the next hint (more appear by themselves after failed attempts) |
+| `x` / `c` | lesson: a shell beside the app (tmux) / check the task now (it also checks by itself) |
+| `space` | walkthrough: let exactly the step on screen go |
+| `e` / `→` / `←` / `r` | walkthrough: end of task / next task / previous task (rebuilt) / this task again |
 
 The mouse works too: click tabs, rows and buttons; scroll with the wheel.
 """

@@ -23,10 +23,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from engine import paths, state
+from engine.doctor import entries, host, net
 from engine.doctor.base import Ctx, Finding
-from engine.doctor.entries import entries
-from engine.doctor.host import cgroups, mounts, processes, records
-from engine.doctor.net import leases, links
 from engine.errors import Conflict, NotFound
 from engine.steps import Recorder
 
@@ -37,7 +35,7 @@ def check() -> list[Finding]:
     """Every finding, in the order prune repairs them (processes first: they hold the rest)."""
     ctx = Ctx()
     out: list[Finding] = []
-    for fn in (processes, records, mounts, cgroups, links, leases, entries):
+    for fn in (host.processes, host.records, host.mounts, host.cgroups, net.links, net.leases, entries.entries):
         out.extend(fn(ctx))
     return out
 
@@ -63,9 +61,11 @@ def prune(remove: Callable[[str], None], network_users: Callable[[str], list[str
     appended to report. remove and network_users are the facade's (engine/api.py)."""
     from engine.teardown import empty_trash
 
-    empty_trash()
-    # Orphaned processes first: they hold the cgroups, veths and mounts the rest would remove.
+    # Orphaned processes first (they hold the cgroups, veths and mounts the rest would remove),
+    # then leaked mounts (a mount below a container's directory makes its rm fail with EBUSY).
     report += repair([f for f in check() if f.kind == "process"])
+    report += repair([f for f in check() if f.kind in ("mount", "netns")])
+    empty_trash()
     removed = []
     for c in state.all_containers():
         if c.status in (state.EXITED, state.CREATED, state.DEAD):

@@ -62,9 +62,10 @@ def prune(remove: Callable[[str], None], network_users: Callable[[str], list[str
     from engine.teardown import empty_trash
 
     # Orphaned processes first (they hold the cgroups, veths and mounts the rest would remove),
-    # then leaked mounts (a mount below a container's directory makes its rm fail with EBUSY).
+    # then every other leak, so that each is reported by name; a leaked mount below a container's
+    # directory would also make its rm fail with EBUSY.
     report += repair([f for f in check() if f.kind == "process"])
-    report += repair([f for f in check() if f.kind in ("mount", "netns")])
+    report += repair(check())
     empty_trash()
     removed = []
     for c in state.all_containers():
@@ -74,7 +75,7 @@ def prune(remove: Callable[[str], None], network_users: Callable[[str], list[str
                 removed.append(c.id)
             except (NotFound, Conflict):
                 continue
-    report += repair(check())
+    report += repair(check())  # what the removals uncovered (a trash entry cut short, ...)
     nets: list[str] = []
     if (paths.lib_dir() / "networks").exists():
         from engine import network

@@ -100,7 +100,7 @@ def test_killed_supervisor_and_init_leave_record_cgroup_veth_and_mount_that_prun
         assert text.returncode == 1 and veth in text.stdout and "system prune" in text.stdout
         out = prune()
         assert f"Removed leaked veth {veth}" in out and f"Unmounted {merged}" in out, out
-        assert f"Recorded the exit of container {cid[:12]}" in out and f"Removed cgroup " in out, out
+        assert f"Recorded the exit of container {cid[:12]}" in out and "Removed cgroup " in out, out
         assert f"Deleted container: {cid}" in out and f"Deleted network: {net}" in out, out
         assert veth not in links()
         assert_clean()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
+from pathlib import Path
 
 from engine import paths, state
 from engine.state import Container
@@ -32,9 +34,13 @@ class Ctx:
     """One snapshot of the state directory, shared by every check."""
 
     def __init__(self) -> None:
-        self.containers: dict[str, Container] = {c.id: c for c in state.all_containers()}
-        self.busy = {cid for cid, c in self.containers.items() if c.supervisor_alive() or c.init_alive()}
         self.lib, self.run = paths.lib_dir(), paths.run_dir()
+        self.containers: dict[str, Container] = {c.id: c for c in state.all_containers()}
+        self.procs = scan_processes(self.lib)
+        # Busy: a live init or supervisor, recorded or not yet (a start records both PIDs only
+        # once set-up is done, which a walkthrough's gate can hold for minutes).
+        self.busy = {cid for cid, c in self.containers.items() if c.supervisor_alive() or c.init_alive()}
+        self.busy |= {p.cid for p in self.procs if p.cid in self.containers}
         self._created: dict[str, set[str]] | None = None
 
     def created(self) -> dict[str, set[str]]:
@@ -55,6 +61,71 @@ def host_recorder() -> Recorder:
     """Repairs are steps of the host stream, as engine.api.host_recorder's (a module below the
     facade does not import it)."""
     return Recorder(None, FileSink(None))
+
+
+class Proc:
+    """A labtui-sup or labtui-init process of this state directory, and its container's id."""
+
+    __slots__ = ("pid", "start", "comm", "cid")
+
+    def __init__(self, pid: int, start: int, comm: str, cid: str | None) -> None:
+        self.pid, self.start, self.comm, self.cid = pid, start, comm, cid
+
+
+def _stat(pid: str) -> tuple[str, int, int] | None:
+    """(comm, ppid, starttime) from /proc/PID/stat (proc(5)); None if gone or a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    comm = data[data.index(b"(") + 1:data.rindex(b")")].decode(errors="replace")
+    rest = data[data.rindex(b")") + 2:].split()
+    if rest[0] in (b"Z", b"X"):
+        return None
+    return comm, int(rest[1]), int(rest[19])
+
+
+def _supervised_container(pid: str, lib: Path) -> str | None:
+    """The container a supervisor serves: its stderr is <lib>/containers/<id>/supervisor.log
+    (engine/supervisor.py's run), so the descriptor names both the state directory and the id
+    (also after rm renamed the directory to .trash/<id>, or deleted it: "... (deleted)")."""
+    try:
+        target = os.readlink(f"/proc/{pid}/fd/2")
+    except OSError:
+        return None
+    for d in ("containers", ".trash"):
+        prefix = f"{lib}/{d}/"
+        if target.startswith(prefix) and "/supervisor.log" in target:
+            return target[len(prefix):].split("/", 1)[0]
+    return None
+
+
+def _init_of_ours(pid: str, lib: Path) -> bool:
+    """An init shows its container's environment (engine/proctitle.py); its mounts tell: the
+    layers and upper directory of its root are below our lib directory."""
+    try:
+        with open(f"/proc/{pid}/mountinfo") as f:
+            return f" {lib}/" in f.read()
+    except OSError:
+        return False
+
+
+def scan_processes(lib: Path) -> list[Proc]:
+    """Every labtui-sup and labtui-init of this state directory; an init's container is its
+    supervisor's (its parent), None when that is gone."""
+    stats = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            st = _stat(name)
+            if st is not None and st[0] in ("labtui-sup", "labtui-init"):
+                stats[name] = st
+    sups = {name: _supervised_container(name, lib) for name, st in stats.items() if st[0] == "labtui-sup"}
+    out = [Proc(int(n), stats[n][2], "labtui-sup", cid) for n, cid in sups.items() if cid]
+    for name, (comm, ppid, start) in stats.items():
+        if comm == "labtui-init" and _init_of_ours(name, lib):
+            out.append(Proc(int(name), start, comm, sups.get(str(ppid))))
+    return out
 
 
 def _scan_steps() -> dict[str, set[str]]:

@@ -21,23 +21,6 @@ def _ticks_age(start: int) -> float:
     return up - start / os.sysconf("SC_CLK_TCK")
 
 
-def _ours(pid: str, comm: str, ctx: Ctx) -> bool:
-    """Started for this state directory: its environment's LABTUI_ROOT is ours (both unset for a
-    real install); an init shows the container's environment (engine/proctitle.py), so for it:
-    its mounts are below our lib directory."""
-    root = os.environ.get("LABTUI_ROOT") or None
-    try:
-        with open(f"/proc/{pid}/environ", "rb") as f:
-            env = [e for e in f.read().split(b"\0") if e.startswith(b"LABTUI_ROOT=")]
-        theirs = (env[-1][len(b"LABTUI_ROOT="):].decode() or None) if env else None
-        if comm == "labtui-sup":
-            return theirs == root
-        with open(f"/proc/{pid}/mountinfo") as f:
-            return f" {ctx.lib}/" in f.read()
-    except OSError:
-        return False
-
-
 def _kill_fix(pid: int, start: int, what: str) -> Callable[[], str]:
     def fix() -> str:
         # The start time is compared again right before the signal: the PID may have been reused.
@@ -48,28 +31,20 @@ def _kill_fix(pid: int, start: int, what: str) -> Callable[[], str]:
 
 
 def processes(ctx: Ctx) -> list[Finding]:
+    """Supervisors and inits of this state whose container record is gone (a directory removed
+    by hand, a crash between rm's steps), older than GRACE."""
     known = set()
     for c in ctx.containers.values():
         s = c.state
         known.add((s.get("pid"), s.get("pid_start")))
         known.add((s.get("supervisor_pid"), s.get("supervisor_start")))
     out = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
+    for p in ctx.procs:
+        if p.cid in ctx.containers or (p.pid, p.start) in known or _ticks_age(p.start) < GRACE:
             continue
-        try:
-            with open(f"/proc/{name}/comm") as f:
-                comm = f.read().strip()
-        except OSError:
-            continue
-        if comm not in ("labtui-sup", "labtui-init"):
-            continue
-        pid, start = int(name), state.proc_start_time(int(name))
-        if start is None or (pid, start) in known or not _ours(name, comm, ctx) or _ticks_age(start) < GRACE:
-            continue
-        what = "supervisor" if comm == "labtui-sup" else "container init"
-        out.append(Finding("process", f"{comm} {pid}", f"a {what} whose container record is gone",
-                           _kill_fix(pid, start, comm)))
+        what = "supervisor" if p.comm == "labtui-sup" else "container init"
+        out.append(Finding("process", f"{p.comm} {p.pid}", f"a {what} whose container record is gone",
+                           _kill_fix(p.pid, p.start, p.comm)))
     return out
 
 

@@ -84,4 +84,5 @@ def prune(remove: Callable[[str], None], network_users: Callable[[str], list[str
     from engine import cgroups
 
     cgroups.remove_empty_parents(rec)  # kept between containers: gone once unused
+    host.remove_empty_parents()  # and in the hierarchies the drivers do not use (name=systemd)
     return removed, nets

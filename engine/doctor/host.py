@@ -132,6 +132,18 @@ def _hierarchies() -> list[str]:
     return bases
 
 
+def remove_empty_parents() -> None:
+    """rmdir LABTUI_CGROUP_PARENT where it is empty, in every hierarchy (a stray directory may
+    have been made in one no driver uses); a concurrent creator's EBUSY/ENOTEMPTY is fine."""
+    from engine import cgroups
+
+    for base in _hierarchies():
+        try:
+            os.rmdir(os.path.join(base, cgroups.cgroup_parent()))
+        except OSError:
+            pass
+
+
 def _cgroup_pids(d: str) -> list[int]:
     pids: list[int] = []
     for sub, _dirs, _files in os.walk(d):

@@ -34,9 +34,10 @@ class Ctx:
     """One snapshot of the state directory, shared by every check."""
 
     def __init__(self) -> None:
-        self.lib, self.run = paths.lib_dir(), paths.run_dir()
+        # Real paths: the kernel's (mountinfo, /proc/PID/fd) never show a symlink or a trailing /.
+        self.lib, self.run = Path(os.path.realpath(paths.lib_dir())), Path(os.path.realpath(paths.run_dir()))
         self.containers: dict[str, Container] = {c.id: c for c in state.all_containers()}
-        self.procs = scan_processes(self.lib)
+        self.procs, self.served = scan_processes(self.lib)
         # Busy: a live init or supervisor, recorded or not yet (a start records both PIDs only
         # once set-up is done, which a walkthrough's gate can hold for minutes).
         self.busy = {cid for cid, c in self.containers.items() if c.supervisor_alive() or c.init_alive()}
@@ -86,19 +87,19 @@ def _stat(pid: str) -> tuple[str, int, int] | None:
     return comm, int(rest[1]), int(rest[19])
 
 
-def _supervised_container(pid: str, lib: Path) -> str | None:
-    """The container a supervisor serves: its stderr is <lib>/containers/<id>/supervisor.log
-    (engine/supervisor.py's run), so the descriptor names both the state directory and the id
-    (also after rm renamed the directory to .trash/<id>, or deleted it: "... (deleted)")."""
+def _supervisor_log(pid: str) -> tuple[str, str] | None:
+    """(lib directory, container id) of a supervisor: its stderr is <lib>/containers/<id>/
+    supervisor.log (engine/supervisor.py's run), also after rm renamed the directory to
+    .trash/<id> or deleted it (readlink then ends in " (deleted)")."""
     try:
         target = os.readlink(f"/proc/{pid}/fd/2")
     except OSError:
         return None
-    for d in ("containers", ".trash"):
-        prefix = f"{lib}/{d}/"
-        if target.startswith(prefix) and "/supervisor.log" in target:
-            return target[len(prefix):].split("/", 1)[0]
-    return None
+    head, sep, _tail = target.partition("/supervisor.log")
+    parts = head.rsplit("/", 2)
+    if not sep or len(parts) != 3 or parts[1] not in ("containers", ".trash"):
+        return None
+    return parts[0], parts[2]
 
 
 def _init_of_ours(pid: str, lib: Path) -> bool:
@@ -111,21 +112,23 @@ def _init_of_ours(pid: str, lib: Path) -> bool:
         return False
 
 
-def scan_processes(lib: Path) -> list[Proc]:
-    """Every labtui-sup and labtui-init of this state directory; an init's container is its
-    supervisor's (its parent), None when that is gone."""
+def scan_processes(lib: Path) -> tuple[list[Proc], set[str]]:
+    """Every labtui-sup and labtui-init of this state directory (an init's container is its
+    supervisor's, its parent; None when that is gone), and the containers every live supervisor
+    of the machine serves, whatever its state directory."""
     stats = {}
     for name in os.listdir("/proc"):
         if name.isdigit():
             st = _stat(name)
             if st is not None and st[0] in ("labtui-sup", "labtui-init"):
                 stats[name] = st
-    sups = {name: _supervised_container(name, lib) for name, st in stats.items() if st[0] == "labtui-sup"}
-    out = [Proc(int(n), stats[n][2], "labtui-sup", cid) for n, cid in sups.items() if cid]
+    logs = {name: _supervisor_log(name) for name, st in stats.items() if st[0] == "labtui-sup"}
+    sups = {name: log[1] for name, log in logs.items() if log and log[0] == str(lib)}
+    out = [Proc(int(n), stats[n][2], "labtui-sup", cid) for n, cid in sups.items()]
     for name, (comm, ppid, start) in stats.items():
         if comm == "labtui-init" and _init_of_ours(name, lib):
             out.append(Proc(int(name), start, comm, sups.get(str(ppid))))
-    return out
+    return out, {log[1] for log in logs.values() if log}
 
 
 def _scan_steps() -> dict[str, set[str]]:

@@ -64,9 +64,8 @@ def records(ctx: Ctx) -> list[Finding]:
 
 def _record_exit(cid: str) -> Callable[[], str]:
     def fix() -> str:
-        with state.locked(cid):
-            state.update_state(cid, exit_code=137, finished_at=state.now_iso(),
-                               error="its processes were killed outside labtui (system prune recorded the exit)")
+        state.update_state(cid, exit_code=137, finished_at=state.now_iso(),  # takes the record's lock
+                           error="its processes were killed outside labtui (system prune recorded the exit)")
         return f"Recorded the exit of container {cid[:12]}"
     return fix
 
@@ -184,22 +183,18 @@ def cgroups(ctx: Ctx) -> list[Finding]:
             kind, obj = "cgroup", label
             procs = f", {len(pids)} processes" if pids else ""
             why = f"no container {cid[:12]} exists ({len(dirs)} hierarchies{procs})"
-        elif not pids and all(_old(d) for d in dirs):
+        elif not pids and cid not in ctx.served:
             # Not made by this state: another state directory may share the parent (the default
-            # "labtui"), so only an empty, settled directory is judged; its removal harms nobody.
+            # "labtui"), so only an empty directory that no live supervisor of the machine is
+            # setting up is judged (a supervisor's stderr names its container before it makes
+            # any cgroup); its removal harms nobody. (cgroupfs times are no guide: kernfs
+            # refreshes them.)
             kind, obj = "cgroup", label
             why = f"empty cgroup of no container ({len(dirs)} hierarchies)"
         else:
             continue  # with processes and not ours: another state directory's container
         out.append(Finding(kind, obj, why, _remove_cgroup(dirs, label)))
     return out
-
-
-def _old(d: str) -> bool:
-    try:
-        return os.stat(d).st_ctime < time.time() - GRACE
-    except OSError:
-        return False
 
 
 def _remove_cgroup(dirs: list[str], label: str) -> Callable[[], str]:

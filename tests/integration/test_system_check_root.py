@@ -203,3 +203,46 @@ def test_df_shows_images_containers_logs_and_lesson_data():
     verbose = labtui("system", "df", "-v").stdout
     assert f"zz{TAG}df" in verbose and "busybox" in verbose
     labtui("rm", "-f", cid)
+
+
+def test_running_and_stopped_containers_are_not_findings():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    net = f"zz{TAG}r"
+    labtui("network", "create", net)
+    run_d("--name", f"zz{TAG}up", "--network", net, "-p", f"127.0.0.1:{port}:80", "busybox", "sleep", "300")
+    stopped = run_d("--name", f"zz{TAG}down", "--network", net, "busybox", "true")
+    wait_for(lambda: inspect(stopped)["State"]["Status"] == "exited", what="the short container to exit")
+    assert_clean()
+    assert findings() == []
+
+
+def test_processes_left_in_a_stopped_containers_cgroup_are_killed():
+    import subprocess
+
+    from engine import cgroups
+
+    cid = run_d("--name", f"zz{TAG}cg", "busybox", "sleep", "300")
+    st = inspect(cid)["State"]
+    os.kill(st["SupervisorPid"], signal.SIGKILL)
+    os.kill(st["Pid"], signal.SIGKILL)
+    wait_for(lambda: not os.path.exists(f"/proc/{st['Pid']}"), what="the init to die")
+    pids_cg = os.path.join(cgroups.host_layout().v1["pids"], cgroups.cgroup_parent(), cid)
+    stray = subprocess.Popen(["sleep", "300"])
+    try:
+        with open(os.path.join(pids_cg, "cgroup.procs"), "w") as f:
+            f.write(str(stray.pid))  # a process left in the container's cgroup, outside its namespaces
+        got = findings()
+        assert any(f["kind"] == "state" and "still run in its cgroup" in f["why"] and str(stray.pid) in f["why"]
+                   for f in got), got
+        out = prune()
+        assert "Removed cgroup " in out and f"Deleted container: {cid}" in out, out
+        assert stray.wait(10) == -signal.SIGKILL
+        assert_clean()
+    finally:
+        if stray.poll() is None:
+            stray.kill()
+            stray.wait()

@@ -246,3 +246,19 @@ def test_processes_left_in_a_stopped_containers_cgroup_are_killed():
         if stray.poll() is None:
             stray.kill()
             stray.wait()
+
+
+def test_a_running_container_without_its_supervisor_is_reported_not_stopped_by_prune():
+    cid = run_d("--name", f"zz{TAG}nosup", "busybox", "sleep", "300")
+    st = inspect(cid)["State"]
+    os.kill(st["SupervisorPid"], signal.SIGKILL)
+    wait_for(lambda: not os.path.exists(f"/proc/{st['SupervisorPid']}"), what="the supervisor to die")
+    got = findings()
+    assert [(f["kind"], f["fixable"]) for f in got if "supervisor" in f["why"]] == [("state", False)], got
+    prune()  # prune stops no running container
+    assert os.path.exists(f"/proc/{st['Pid']}")
+    assert check().returncode == 1
+    labtui("stop", "-t", "1", cid)
+    out = prune()  # the stop could not be recorded by the supervisor: prune records it, then removes it
+    assert f"Deleted container: {cid}" in out, out
+    assert_clean()

@@ -40,8 +40,8 @@ __all__ = [
     # the verbs and helpers defined here
     "boot_sweep", "cgroup_paths", "checkpoint", "create", "host_info", "host_recorder", "inspect", "kill",
     "list_containers", "network_settings", "network_users", "on_startup", "pause", "require_root", "restart",
-    "restore", "start", "stats_snapshot", "stop", "system_prune", "top", "unpause", "update", "validate_extra",
-    "validate_network", "wait", "write_etc_files",
+    "restore", "start", "stats_snapshot", "stop", "system_check", "system_prune", "top", "unpause", "update",
+    "validate_extra", "validate_network", "wait", "write_etc_files",
     # re-exported from the modules below
     "FORK_CLOSE_FDS", "SIGNAL_ALIASES", "empty_trash", "follow_logs", "gate_pending", "gate_release", "gate_waiting",
     "main_pid", "parse_signal", "read_logs", "read_status", "remove", "restore_container", "send_signal",
@@ -429,26 +429,20 @@ def network_settings(c: Container) -> dict:
     return out
 
 
-def system_prune() -> tuple[list[str], list[str]]:
-    """Remove every stopped container, then every network no container uses."""
-    empty_trash()
-    removed = []
-    for c in state.all_containers():
-        if c.status in (state.EXITED, state.CREATED, state.DEAD):
-            try:
-                remove(c.id)
-                removed.append(c.id)
-            except (NotFound, Conflict):
-                continue
-    nets: list[str] = []
-    if (paths.lib_dir() / "networks").exists():
-        from engine import network
+def system_prune(report: list[str] | None = None) -> tuple[list[str], list[str]]:
+    """Remove every stopped container, every leak `system check` finds that it can fix (one
+    line each appended to report), then every network no container uses (engine/doctor/)."""
+    from engine import doctor
 
-        nets = network.prune(host_recorder(), network_users)
-    from engine import cgroups
+    return doctor.prune(remove, network_users, host_recorder(), [] if report is None else report)
 
-    cgroups.remove_empty_parents(host_recorder())  # kept between containers: gone once unused
-    return removed, nets
+
+def system_check() -> list:
+    """What of labtui's is leaked or inconsistent: engine.doctor.Finding objects (kind, object,
+    why, fixable, to_dict()); empty when everything is clean."""
+    from engine import doctor
+
+    return doctor.check()
 
 
 def top(ref: str) -> list[dict]:

@@ -20,7 +20,7 @@ EPILOG = "Run `sudo labtui` with no arguments to open the terminal app."
 # Each mechanism adds its own subcommands from its own module: add_commands(subparsers) ->
 # dict[str, handler]. The flags of run/create are in labtui.common.runopts, shared with the app.
 EXTENSIONS = ["labtui.cli.resources", "labtui.cli.network", "labtui.cli.security", "labtui.cli.living",
-              "labtui.cli.checkpoint", "labtui.cli.lesson"]
+              "labtui.cli.checkpoint", "labtui.cli.lesson", "labtui.cli.system"]
 
 
 _EXT_CACHE: list | None = None

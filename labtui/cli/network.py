@@ -1,5 +1,5 @@
-"""CLI for networking: `network ...` and `system prune` (--network/--ip/--network-alias/-p of
-run/create are in labtui.common.runopts)."""
+"""CLI for networking: `network ...` (--network/--ip/--network-alias/-p of run/create are in
+labtui.common.runopts; `system prune` is in labtui.cli.system)."""
 
 from __future__ import annotations
 
@@ -22,11 +22,7 @@ def add_commands(sub) -> dict:
     q = nsub.add_parser("rm", help="remove networks (refused while a container uses them)")
     q.add_argument("names", nargs="+")
     nsub.add_parser("prune", help="remove every network no container uses")
-    p = sub.add_parser("system", help="system-wide actions")
-    ssub = p.add_subparsers(dest="system_cmd", metavar="SUBCOMMAND")
-    q = ssub.add_parser("prune", help="remove stopped containers and unused networks")
-    q.add_argument("-f", "--force", action="store_true", help="do not ask (labtui never asks)")
-    return {"network": cmd_network, "system": cmd_system}
+    return {"network": cmd_network}
 
 
 def cmd_network(args: argparse.Namespace) -> int:
@@ -75,16 +71,3 @@ def _public(n: dict) -> dict:
     out["containers"] = {cid[:12]: {"name": lease.get("name"), "ip": lease.get("ip")}
                          for cid, lease in n.get("leases", {}).items()}
     return out
-
-
-def cmd_system(args: argparse.Namespace) -> int:
-    from engine import api
-
-    if args.system_cmd != "prune":
-        return 1
-    removed, nets = api.system_prune()
-    for cid in removed:
-        print(f"Deleted container: {cid}")
-    for name in nets:
-        print(f"Deleted network: {name}")
-    return 0

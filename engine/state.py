@@ -170,9 +170,9 @@ def _frozen(c: Container) -> bool:
 
 def load(cid: str) -> Container:
     d = paths.container_dir(cid)
-    if not (d / "config.json").exists():
-        raise NotFound(f"no such container: {cid[:12]}")
     config, damage = _read_record(d / "config.json", None)
+    if config is None and damage is None:
+        raise NotFound(f"no such container: {cid[:12]}")
     if config is None or not isinstance(config.get("name"), str) or not isinstance(config.get("argv"), list):
         config, damage = _stand_in_config(cid, d), damage or "config.json lacks its name or command"
     st, st_damage = _read_record(d / "state.json", {})
@@ -211,7 +211,8 @@ def _stand_in_config(cid: str, d: Path) -> dict:
         created = now_iso()
     return {"id": cid, "name": name, "created": created, "image": "<damaged>", "image_id": "",
             "layers": [], "argv": ["?"], "env": [], "volumes": [], "tmpfs": [], "ports": [],
-            "network": "none", "hostname": cid[:12], "workdir": "/", "autoremove": False}
+            # Not "none": rm then looks its address leases up by ID and releases them (hooks.cleanup).
+            "network": "<damaged>", "hostname": cid[:12], "workdir": "/", "autoremove": False}
 
 
 def all_ids() -> list[str]:

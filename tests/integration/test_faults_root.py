@@ -123,7 +123,9 @@ def test_full_disk_stops_the_log_not_the_container(lab: Lab) -> None:
     assert [c["State"] for c in lab.ps() if c["Id"] == cid] == ["running"]
     logs = lab("logs", "--tail", "1", "chatty")
     assert "this log is incomplete" in logs.stderr and str(lab.lib) in logs.stderr, logs.stderr
-    assert logs.stdout == line + "\n"
+    # The last record that fitted: a line of x's, or (a short write fits above the reserve) the
+    # end of head's cut line and the echo.
+    assert logs.stdout.lstrip("x") in ("\n", "written\n"), logs.stdout[-80:]
     lab.still_works()
     lab("rm", "-f", "chatty")
     assert lab.ps() == []

@@ -44,7 +44,9 @@ class Lab:
         return self.root / "lib"
 
     def __call__(self, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
-        return labtui(*args, check=check, timeout=timeout, env=self.env)
+        p = labtui(*args, check=check, timeout=timeout, env=self.env)
+        assert "Traceback" not in p.stderr, p.stderr  # whatever the fault: a message, never a traceback
+        return p
 
     def fails(self, *args: str, rc: int | None = None) -> str:
         """A command that must fail cleanly: non-zero, one message, no traceback. Its stderr."""
@@ -248,6 +250,7 @@ def test_veth_deleted_by_hand_under_a_running_container(lab: Lab) -> None:
     assert cid not in json.dumps(leases), leases  # its address went back to the pool
     with IPRoute() as ipr:
         assert not ipr.link_lookup(ifname=host_veth)
+    assert os.listdir(f"/sys/class/net/{lab.bridge}/brif") == []  # no port left on the bridge
     p = lab("run", "--rm", "--network", "bridge", "busybox", "ip", "-4", "-o", "addr", "show", "eth0")
     assert " inet " in p.stdout, p.stdout
     lab.still_works()

@@ -73,6 +73,8 @@ def command_exit(body: Callable[[], int | None], prog: str = "labtui") -> int:
     except OSError as e:  # a full disk is the machine's state, not a bug: one line naming where
         if e.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
-        print(f"{prog}: no space left for {e.filename or 'labtui state'}: {e.strerror}; free some "
+        from engine import paths
+
+        print(f"{prog}: no space left for {e.filename or paths.lib_dir()}: {e.strerror}; free some "
               "(labtui rm stopped containers, labtui image rm unused images) and try again", file=sys.stderr)
         return 125

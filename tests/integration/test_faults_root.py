@@ -9,6 +9,7 @@ docs/reliability-faults.md describes each fault and labtui's answer.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -74,17 +75,27 @@ class Lab:
         return subprocess.run([sys.executable, "-c", code], env=self.env, cwd=REPO, check=True,
                               capture_output=True, text=True, timeout=60).stdout
 
-    def close(self) -> None:
+    def close(self) -> list[str]:
+        """Remove what the test left (its containers through labtui, then whatever is still
+        there); returns the cgroups that `rm` had left behind, for the fixture to fail on."""
         try:
             for c in self.ps():
                 self("rm", "-f", c["Id"], check=False)
         finally:
+            left = [str(d) for p in parent_dirs(self.parent) for d in p.iterdir() if d.is_dir()]
             self.py("from tests import helpers\nhelpers.force_cleanup()\nhelpers.remove_networks()\n"
                     "from engine import cgroups\nfrom engine.steps import null_recorder\n"
                     "cgroups.remove_empty_parents(null_recorder())\n")
+            for d in sorted(left, reverse=True):  # a failed test's: the machine stays clean anyway
+                with contextlib.suppress(OSError):
+                    os.rmdir(d)
+            for p in parent_dirs(self.parent):
+                with contextlib.suppress(OSError):
+                    p.rmdir()
             if self.mounted is not None:
                 subprocess.run(["umount", str(self.mounted)], check=True)
             shutil.rmtree(self.root, ignore_errors=True)
+        return left
 
 
 @pytest.fixture
@@ -93,7 +104,8 @@ def lab():
     try:
         yield lb
     finally:
-        lb.close()
+        left = lb.close()
+    assert left == [], f"rm left cgroups behind: {left}"
 
 
 def events_of(lab: Lab, type_: str) -> list[dict]:

@@ -113,7 +113,10 @@ def drop_recorder(cid: str, name: str) -> Callable[[dict], None]:
             state.update_state(cid, log_dropped=info)
             events.emit("log_full" if info.get("until") is None else "log_resumed", cid, name, **info)
         except OSError as e:  # full beyond the log's reserve: keep serving the container
-            print(f"labtui supervisor: could not record that the log is full: {e}", file=sys.stderr)
+            try:  # stderr is supervisor.log, on the same full disk: print itself can fail
+                print(f"labtui supervisor: could not record that the log is full: {e}", file=sys.stderr)
+            except OSError:
+                pass
     return record
 
 

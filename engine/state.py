@@ -13,6 +13,7 @@ we are in the same boot (/proc/sys/kernel/random/boot_id), so a SIGKILLed superv
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -308,6 +309,17 @@ def update_state(cid: str, **changes: object) -> dict:
                 st[k] = v
         write_json_atomic(path, st)
         return st
+
+
+def update_state_unless_full(cid: str, **changes: object) -> dict:
+    """update_state, or on a full disk the record as it was: a supervisor recording its
+    container's exit must still go on to clean up after it (issue 15, faults)."""
+    try:
+        return update_state(cid, **changes)
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        return _read_record(paths.container_dir(cid) / "state.json", {})[0]
 
 
 def human_duration(seconds: float) -> str:

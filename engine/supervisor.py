@@ -473,7 +473,7 @@ class Supervisor:
         # for removal in the same write: `ps` shows it being removed, a concurrent rm backs off.
         removing = "supervisor" if self.cfg.get("autoremove") and not self.force_restart \
             and (self.cfg.get("restart") or {}).get("name", "no") in ("no", None) else None
-        st = state.update_state(self.cid, exit_code=code, finished_at=state.now_iso(), error=error,
+        st = state.update_state_unless_full(self.cid, exit_code=code, finished_at=state.now_iso(), error=error,
                                 oom_killed=oom or None, step_seq=self.sink.seq, removing=removing,
                                 log_dropped=self.log.summary())
         info = restart.describe_exit(code, oom, st)

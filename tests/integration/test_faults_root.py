@@ -146,21 +146,22 @@ def test_full_disk_stops_the_log_not_the_container(lab: Lab) -> None:
 
 
 def test_disk_filled_by_a_container_is_one_line_and_rm_frees_it(lab: Lab) -> None:
-    """The same disk filled to the last byte by a container's own files (its upper directory):
-    commands that must write say so in one line with 125, and `rm -f` of the culprit works and
-    gives the space back."""
+    """The same disk filled to the last byte by a container's own files (its upper directory),
+    which then exits: its supervisor still cleans up after it (its exit code is lost: there is
+    no room to record it), commands that must write say so in one line with 125, and `rm` of
+    the culprit works and gives the space back."""
     lab.lib.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m,mode=0711", "zz-flt-fill", str(lab.lib)], check=True)
     lab.mounted = lab.lib
-    lab("run", "-d", "--name", "filler", "busybox", "sh", "-c",
-        "dd if=/dev/zero of=/fill bs=64k; exec sleep 1000")
-    wait_for(lambda: os.statvfs(lab.lib).f_bavail == 0, timeout=30, what="the container to fill the disk")
-    assert [c["State"] for c in lab.ps()] == ["running"]
-    assert lab.inspect("filler")["State"]["Running"]
+    lab("run", "-d", "--name", "filler", "busybox", "sh", "-c", "dd if=/dev/zero of=/fill bs=64k; exit 3")
+    wait_for(lambda: (st := lab.inspect("filler")["State"])["Status"] == "exited" and not st["SupervisorPid"],
+             timeout=30, what="filler and its supervisor to end")
+    assert os.statvfs(lab.lib).f_bavail == 0
+    assert [str(d) for p in parent_dirs(lab.parent) for d in p.iterdir() if d.is_dir()] == []
     err = lab.fails("run", "--rm", "busybox", "true", rc=125)
     assert "No space left on device" in err and str(lab.lib) in err, err
     assert [c["Names"] for c in lab.ps()] == ["filler"]  # nothing half-created
-    lab("rm", "-f", "filler")
+    lab("rm", "filler")
     assert lab.ps() == []
     lab.still_works()
 

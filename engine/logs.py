@@ -42,7 +42,7 @@ class LogWriter:
         self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
         self.partial: dict[str, bytes] = {"stdout": b"", "stderr": b""}
         self.on_drop = on_drop
-        self.dropped: dict | None = None  # {"bytes", "since", "until", "reserve", "dir"} once any was
+        self.dropped: dict | None = None  # {"bytes", "since", "until", "reserve"} once any was
         self.full = False
         st = os.fstatvfs(self.fd)
         self.reserve = min(max(st.f_blocks * st.f_frsize // 20, LOG_RESERVE_MIN), LOG_RESERVE_MAX)

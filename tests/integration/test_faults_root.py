@@ -75,12 +75,24 @@ class Lab:
         return subprocess.run([sys.executable, "-c", code], env=self.env, cwd=REPO, check=True,
                               capture_output=True, text=True, timeout=60).stdout
 
+    def supervisors(self) -> list[int]:
+        mark = f"LABTUI_ROOT={self.root}".encode()
+        out = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            with contextlib.suppress(OSError):
+                if Path(f"/proc/{pid}/comm").read_text().strip() == "labtui-sup" and \
+                        mark in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+                    out.append(int(pid))
+        return out
+
     def close(self) -> list[str]:
         """Remove what the test left (its containers through labtui, then whatever is still
         there); returns the cgroups that `rm` had left behind, for the fixture to fail on."""
         try:
             for c in self.ps():
                 self("rm", "-f", c["Id"], check=False)
+            # A --rm container's supervisor removes its cgroups after its caller returned.
+            wait_for(lambda: not self.supervisors(), timeout=20, what="this lab's supervisors to end")
         finally:
             left = [str(d) for p in parent_dirs(self.parent) for d in p.iterdir() if d.is_dir()]
             self.py("from tests import helpers\nhelpers.force_cleanup()\nhelpers.remove_networks()\n"
@@ -249,6 +261,8 @@ def test_cgroup_parent_removed_by_hand_is_made_again(lab: Lab) -> None:
     lab.still_works()
     made = parent_dirs(lab.parent)
     assert made, "labtui made no cgroup parent"
+    # A --rm container's cgroups go after its caller was released (engine/supervisor.py, deferred).
+    wait_for(lambda: not any(c.is_dir() for d in made for c in d.iterdir()), what="the parents to be empty")
     for d in made:
         d.rmdir()  # empty: no container runs
     assert parent_dirs(lab.parent) == []

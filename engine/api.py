@@ -106,7 +106,7 @@ def create(opts: RunOptions) -> Container:
         raise InvalidArgument(f"invalid working directory '{workdir}': it must be absolute")
     extra = validate_extra(opts.extra)
     paths.ensure_dirs()
-    img = images.resolve(opts.image)
+    img = images.check_layers(images.resolve(opts.image))
     argv = spec.resolve_argv(img.config, opts.command, opts.entrypoint)
     cid = os.urandom(32).hex()
     if name is None:
@@ -349,6 +349,8 @@ def inspect(ref: str) -> dict:
     from engine import namespaces
 
     c = state.resolve(ref)
+    if c.damaged:  # its records are stand-ins (engine/state.py): say so rather than show them
+        raise EngineError(f"container {c.name} is damaged: {c.damaged}; remove it with `labtui rm -f {c.name}`")
     cfg, st = c.config, c.state
     status = c.status
     running = status in (state.RUNNING, state.PAUSED)

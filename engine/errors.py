@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import sys
 from collections.abc import Callable
 
@@ -69,3 +70,11 @@ def command_exit(body: Callable[[], int | None], prog: str = "labtui") -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as e:  # a full disk is the machine's state, not a bug: one line naming where
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        from engine import paths
+
+        print(f"{prog}: no space left for {e.filename or paths.lib_dir()}: {e.strerror}; free some "
+              "(labtui rm stopped containers, labtui image rm unused images) and try again", file=sys.stderr)
+        return 125

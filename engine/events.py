@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import time
 from collections.abc import Iterator
 
@@ -11,7 +12,11 @@ from engine import jsonl, paths
 def emit(type_: str, container: str | None = None, name: str | None = None, **attrs: object) -> dict:
     ev: dict = {"ts": time.time(), "type": type_, "container": container, "name": name}
     ev.update({k: v for k, v in attrs.items() if v is not None})
-    jsonl.append(paths.events_stream(), ev)
+    try:
+        jsonl.append(paths.events_stream(), ev)
+    except OSError as e:  # a full disk loses the event, not the operation it reports (issue 15)
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
     return ev
 
 

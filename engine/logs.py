@@ -7,15 +7,19 @@ json-file driver writes them; a line longer than 16 KiB is split, as docker does
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
-from engine import jsonl, state
+from engine import events, jsonl, state
 from engine.errors import NotFound
 
 LOG_PARTIAL_MAX = 16 * 1024  # docker splits log lines at 16 KiB
+# Free space the log leaves on its filesystem: 5% of it, at least 1 MiB, at most 256 MiB.
+LOG_RESERVE_MIN, LOG_RESERVE_MAX = 1 << 20, 256 << 20
 
 
 def rfc3339nano(ts: float) -> str:
@@ -25,11 +29,23 @@ def rfc3339nano(ts: float) -> str:
 
 
 class LogWriter:
-    """The supervisor's side: one {"log","stream","time"} object per line."""
+    """The supervisor's side: one {"log","stream","time"} object per line.
 
-    def __init__(self, path: str) -> None:
+    Why a reserve: the log shares its filesystem with every container's records, so a chatty
+    container must not fill it to the last byte and leave `run`, `rm` and the supervisor's own
+    exit record failing with ENOSPC. Output that would eat into the reserve (or that meets ENOSPC
+    anyway) is dropped, as docker's json-file driver drops what it cannot write, while the pipe
+    is still read so the container never blocks or dies of it; on_drop(info) is told when the
+    dropping starts and when it ends (issue 15, faults)."""
+
+    def __init__(self, path: str, on_drop: Callable[[dict], None] | None = None) -> None:
         self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
         self.partial: dict[str, bytes] = {"stdout": b"", "stderr": b""}
+        self.on_drop = on_drop
+        self.dropped: dict | None = None  # {"bytes", "since", "until", "reserve"} once any was
+        self.full = False
+        st = os.fstatvfs(self.fd)
+        self.reserve = min(max(st.f_blocks * st.f_frsize // 20, LOG_RESERVE_MIN), LOG_RESERVE_MAX)
 
     def write(self, stream: str, data: bytes) -> None:
         buf = self.partial[stream] + data
@@ -40,18 +56,80 @@ class LogWriter:
             out.append(self._line(stream, self.partial[stream]))
             self.partial[stream] = b""
         if out:
-            os.write(self.fd, b"".join(out))
+            self._append(b"".join(out))
 
     def flush(self) -> None:
         for stream, rest in self.partial.items():
             if rest:
-                os.write(self.fd, self._line(stream, rest))
+                self._append(self._line(stream, rest))
                 self.partial[stream] = b""
+
+    def _append(self, data: bytes) -> None:
+        st = os.fstatvfs(self.fd)  # statvfs(3): f_bavail blocks of f_frsize bytes are free
+        if st.f_bavail * st.f_frsize - len(data) < self.reserve:
+            return self._drop(len(data))
+        try:
+            os.write(self.fd, data)
+        except OSError as e:
+            if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+                raise
+            return self._drop(len(data))
+        if self.full:  # room again (a container removed, a file deleted): say how much is missing
+            self.full = False
+            assert self.dropped is not None
+            self.dropped["until"] = state.now_iso()
+            self._tell()
+
+    def _drop(self, n: int) -> None:
+        if self.dropped is None or not self.full:
+            self.dropped = {"bytes": (self.dropped or {}).get("bytes", 0), "since": state.now_iso(),
+                            "until": None, "reserve": self.reserve}
+        self.dropped["bytes"] += n
+        if not self.full:
+            self.full = True
+            self._tell()
+
+    def summary(self) -> dict | None:
+        """What was dropped so far, for the exit record (a run's output ends with its exit)."""
+        if self.dropped is not None and self.full:
+            self.dropped["until"] = state.now_iso()
+        return dict(self.dropped) if self.dropped is not None else None
+
+    def _tell(self) -> None:
+        if self.on_drop is not None and self.dropped is not None:
+            self.on_drop(dict(self.dropped))
 
     @staticmethod
     def _line(stream: str, data: bytes) -> bytes:
         obj = {"log": data.decode("utf-8", "replace"), "stream": stream, "time": rfc3339nano(time.time())}
         return (json.dumps(obj) + "\n").encode()
+
+
+def drop_recorder(cid: str, name: str) -> Callable[[dict], None]:
+    """The supervisor's on_drop: the log's disk is (or was) full, said in the container's state
+    (for `labtui logs`) and on the timeline (log_full, then log_resumed)."""
+    def record(info: dict) -> None:
+        try:
+            state.update_state(cid, log_dropped=info)
+            events.emit("log_full" if info.get("until") is None else "log_resumed", cid, name, **info)
+        except OSError as e:  # full beyond the log's reserve: keep serving the container
+            try:  # stderr is supervisor.log, on the same full disk: print itself can fail
+                print(f"labtui supervisor: could not record that the log is full: {e}", file=sys.stderr)
+            except OSError:
+                pass
+    return record
+
+
+def dropped_note(ref: str) -> str | None:
+    """A line for `labtui logs` when output was dropped because the disk was full, else None."""
+    c = state.resolve(ref)
+    d = c.state.get("log_dropped")
+    if not isinstance(d, dict):
+        return None
+    what = (f"{d.get('bytes', 0)} bytes of output were not logged between {d.get('since')} and {d['until']}"
+            if d.get("until") else f"output is not being logged since {d.get('since')}")
+    return (f"this log is incomplete: {what}: the disk of {c.dir.parent} "
+            f"had less than {d.get('reserve', 0) // 1024} KiB free")
 
 
 def read_logs(ref: str, tail: int | None = None) -> list[dict]:

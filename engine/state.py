@@ -13,6 +13,7 @@ we are in the same boot (/proc/sys/kernel/random/boot_id), so a SIGKILLed superv
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -100,10 +101,11 @@ def pid_alive(pid: int | None, start: int | None, boot: str | None) -> bool:
 class Container:
     """One container's records. Cheap to construct: reads two small JSON files."""
 
-    def __init__(self, cid: str, config: dict, state: dict) -> None:
+    def __init__(self, cid: str, config: dict, state: dict, damaged: str | None = None) -> None:
         self.id = cid
         self.config = config
         self.state = state
+        self.damaged = damaged  # why a record could not be read (load() stood in for it), else None
 
     @property
     def name(self) -> str:
@@ -135,6 +137,8 @@ class Container:
         s = self.state
         if s.get("removing"):
             return REMOVING
+        if self.damaged and not self.init_alive():
+            return DEAD  # docker's word for a container it cannot use: only `rm` is left
         if self.init_alive():
             if s.get("paused") and _frozen(self):
                 return PAUSED
@@ -150,7 +154,8 @@ class Container:
         return self.state.get("exit_code")
 
     def reload(self) -> Container:
-        self.state = read_json(self.dir / "state.json")
+        self.state, damage = _read_record(self.dir / "state.json", {})
+        self.damaged = self.damaged or damage
         return self
 
 
@@ -166,15 +171,49 @@ def _frozen(c: Container) -> bool:
 
 def load(cid: str) -> Container:
     d = paths.container_dir(cid)
+    config, damage = _read_record(d / "config.json", None)
+    if config is None and damage is None:
+        raise NotFound(f"no such container: {cid[:12]}")
+    if config is None or not isinstance(config.get("name"), str) or not isinstance(config.get("argv"), list):
+        config, damage = _stand_in_config(cid, d), damage or "config.json lacks its name or command"
+    st, st_damage = _read_record(d / "state.json", {})
+    return Container(cid, config, st, damage or st_damage)
+
+
+def _read_record(path: Path, missing: dict | None) -> tuple[dict | None, str | None]:
+    """A JSON object and None, or (missing, why) when the file is truncated, garbage or not an
+    object: a disk that filled up or a hand edit must make one container "dead", not every
+    command that lists containers fail with a traceback (issue 15, faults)."""
     try:
-        config = read_json(d / "config.json")
+        obj = read_json(path)
     except FileNotFoundError:
-        raise NotFound(f"no such container: {cid[:12]}") from None
+        return missing if missing is None else dict(missing), None
+    except (ValueError, OSError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        return None if missing is None else dict(missing), f"{path.name} is damaged ({e})"
+    if not isinstance(obj, dict):
+        return None if missing is None else dict(missing), f"{path.name} is damaged (not a JSON object)"
+    return obj, None
+
+
+def _stand_in_config(cid: str, d: Path) -> dict:
+    """What ps, inspect and rm need of a container whose config.json is unreadable: its name
+    (found back from the name link that points to it, so rm releases it) and harmless defaults."""
+    name = cid[:12]
     try:
-        st = read_json(d / "state.json")
-    except FileNotFoundError:
-        st = {}
-    return Container(cid, config, st)
+        for link in os.scandir(names_dir()):
+            if link.is_symlink() and os.readlink(link.path) == cid:
+                name = link.name
+                break
+    except OSError:
+        pass
+    try:
+        created = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime(os.stat(d).st_mtime))
+    except OSError:
+        created = now_iso()
+    return {"id": cid, "name": name, "created": created, "image": "<damaged>", "image_id": "",
+            "layers": [], "argv": ["?"], "env": [], "volumes": [], "tmpfs": [], "ports": [],
+            # Not "none": rm then looks its address leases up by ID and releases them (hooks.cleanup).
+            "network": "<damaged>", "hostname": cid[:12], "workdir": "/", "autoremove": False}
 
 
 def all_ids() -> list[str]:
@@ -189,7 +228,7 @@ def all_containers() -> list[Container]:
     for cid in all_ids():
         try:
             out.append(load(cid))
-        except (NotFound, ValueError):
+        except NotFound:
             continue  # being created or removed right now
     out.sort(key=lambda c: c.config.get("created", ""), reverse=True)
     return out
@@ -262,10 +301,7 @@ def locked(cid: str) -> Iterator[None]:
 def update_state(cid: str, **changes: object) -> dict:
     with locked(cid):
         path = paths.container_dir(cid) / "state.json"
-        try:
-            st = read_json(path)
-        except FileNotFoundError:
-            st = {}
+        st = _read_record(path, {})[0]  # a damaged record is replaced, not a traceback
         for k, v in changes.items():
             if v is None and k in st:
                 del st[k]
@@ -273,6 +309,17 @@ def update_state(cid: str, **changes: object) -> dict:
                 st[k] = v
         write_json_atomic(path, st)
         return st
+
+
+def update_state_unless_full(cid: str, **changes: object) -> dict:
+    """update_state, or on a full disk the record as it was: a supervisor recording its
+    container's exit must still go on to clean up after it (issue 15, faults)."""
+    try:
+        return update_state(cid, **changes)
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        return _read_record(paths.container_dir(cid) / "state.json", {})[0]
 
 
 def human_duration(seconds: float) -> str:
@@ -328,4 +375,6 @@ def status_text(c: Container) -> str:
     if st == RESTARTING:
         code = c.exit_code
         return f"Restarting ({code if code is not None else 'unknown'})"
+    if st == DEAD and c.damaged:
+        return f"Dead ({c.damaged.split(' (')[0]}: labtui rm -f {c.name})"
     return st.capitalize()

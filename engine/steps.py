@@ -139,7 +139,13 @@ class FileSink:
         if fd is None:
             self.seq += n
             return self.seq - n + 1
-        os.write(fd, b"." * n)
+        try:
+            os.write(fd, b"." * n)
+        except OSError as e:  # a full disk: numbered by this process alone (see many())
+            if e.errno not in (errno_mod.ENOSPC, errno_mod.EDQUOT):
+                raise
+            self.seq += n
+            return self.seq - n + 1
         self.seq = os.lseek(fd, 0, os.SEEK_CUR)
         return self.seq - n + 1
 
@@ -152,10 +158,16 @@ class FileSink:
         for i, rec in enumerate(recs):
             rec["seq"] = first + i
         data = "".join(jsonl.dumps(rec) + "\n" for rec in recs).encode()
-        # The files stay open (O_APPEND): a container start records ~100 steps.
-        if self.container_log is not None:
-            os.write(self._fds.get("log") or self._fd("log", self.container_log), data)
-        os.write(self._fds.get("stream") or self._fd("stream", paths.steps_stream()), data)
+        try:
+            # The files stay open (O_APPEND): a container start records ~100 steps.
+            if self.container_log is not None:
+                os.write(self._fds.get("log") or self._fd("log", self.container_log), data)
+            os.write(self._fds.get("stream") or self._fd("stream", paths.steps_stream()), data)
+        except OSError as e:
+            # A full disk loses the record, not the operation it records: `rm` is how space is
+            # freed, and it records steps before the container's files are gone (issue 15).
+            if e.errno not in (errno_mod.ENOSPC, errno_mod.EDQUOT):
+                raise
         for listener in self.listeners:
             for rec in recs:
                 listener(rec)

@@ -25,7 +25,7 @@ from engine import attach, events, init, namespaces, paths, state
 from engine import syscalls as sc
 from engine.errors import EngineError
 from engine.gate import FifoGate
-from engine.logs import LogWriter
+from engine.logs import LogWriter, drop_recorder
 from engine.steps import FileSink, Recorder
 
 WATCH_INTERVAL = 0.25  # seconds between reads of the cgroup counters and audit records
@@ -46,7 +46,7 @@ class Supervisor:
         self.c.run_dir.mkdir(parents=True, exist_ok=True)
         self.gate = FifoGate(str(self.c.run_dir)) if self.cfg.get("gate") else None
         self.rec = Recorder(cid, self.sink, self.gate)
-        self.log = LogWriter(str(self.c.dir / "container.log"))
+        self.log = LogWriter(str(self.c.dir / "container.log"), on_drop=drop_recorder(cid, self.c.name))
         self.sel = selectors.DefaultSelector()
         self.stdin_w: int | None = None
         self.master: int | None = None
@@ -473,8 +473,9 @@ class Supervisor:
         # for removal in the same write: `ps` shows it being removed, a concurrent rm backs off.
         removing = "supervisor" if self.cfg.get("autoremove") and not self.force_restart \
             and (self.cfg.get("restart") or {}).get("name", "no") in ("no", None) else None
-        st = state.update_state(self.cid, exit_code=code, finished_at=state.now_iso(), error=error,
-                                oom_killed=oom or None, step_seq=self.sink.seq, removing=removing)
+        st = state.update_state_unless_full(self.cid, exit_code=code, finished_at=state.now_iso(), error=error,
+                                oom_killed=oom or None, step_seq=self.sink.seq, removing=removing,
+                                log_dropped=self.log.summary())
         info = restart.describe_exit(code, oom, st)
         events.emit("died", self.cid, self.c.name, exit_code=code, error=error, **info)
         if info.get("crash"):

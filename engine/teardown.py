@@ -8,6 +8,7 @@ runtime directory, the attach socket, the container's directory and its name.
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 
@@ -35,7 +36,13 @@ def remove(ref: str, force: bool = False, from_supervisor: bool = False,
             return
         else:
             c.state["removing"] = "supervisor" if from_supervisor else True
-            state.write_json_atomic(c.dir / "state.json", c.state)
+            try:
+                state.write_json_atomic(c.dir / "state.json", c.state)
+            except OSError as e:
+                # The mark only makes a concurrent rm back off; on a full disk, rm is how space
+                # is freed, so it goes on without it (issue 15, faults).
+                if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+                    raise
     if c.init_alive():
         _thaw_quietly(c)
         try:

@@ -36,6 +36,7 @@ from engine.images.busybox import (
     BUSYBOX_TAG,
     DEFAULT_PATH,
     _is_static_elf,
+    check_layers,
     ensure_busybox,
     resolve,
 )
@@ -43,6 +44,6 @@ from engine.images.record import Image, _host_arch, parse_ref
 from engine.images.store import image_size, list_images, remove
 
 __all__ = [
-    "BUSYBOX", "BUSYBOX_NAME", "BUSYBOX_TAG", "DEFAULT_PATH", "Image", "_host_arch", "_is_static_elf",
+    "BUSYBOX", "BUSYBOX_NAME", "BUSYBOX_TAG", "DEFAULT_PATH", "Image", "_host_arch", "_is_static_elf", "check_layers",
     "ensure_busybox", "image_size", "import_archive", "list_images", "parse_ref", "remove", "resolve",
 ]

@@ -38,6 +38,18 @@ def resolve(ref: str, *, rec: Recorder | None = None) -> Image:
     raise NotFound(f"image '{ref}' not found")
 
 
+def check_layers(img: Image) -> Image:
+    """The image, once each of its layer directories is there (one stat each, at create): a layer
+    removed by hand would otherwise surface only at the overlay mount, as a bare ENOENT from the
+    container's child (issue 15, faults)."""
+    for h, p in zip(img.layers, img.layer_paths(), strict=True):
+        if not p.is_dir():
+            again = "run it again to rebuild it" if img.ref == f"{BUSYBOX_NAME}:{BUSYBOX_TAG}" else "import it again"
+            raise EngineError(f"image {img.ref} is damaged: its layer {h[:12]} is missing ({p}); "
+                              f"remove the image (labtui image rm {img.ref}) and {again}")
+    return img
+
+
 def ensure_busybox(*, rec: Recorder | None = None) -> Image:
     """The built-in busybox:latest image, built from the host's static busybox the first time.
 

@@ -445,6 +445,11 @@ def cmd_logs(args: argparse.Namespace) -> int:
             tail = int(args.tail)
         except ValueError:
             raise EngineError(f"invalid --tail '{args.tail}': a number or 'all'") from None
+    from engine.logs import dropped_note
+
+    note = dropped_note(args.container)  # the disk filled up: say the log is incomplete (issue 15)
+    if note:
+        print(f"labtui: {note}", file=sys.stderr)
     recs = api.follow_logs(args.container, tail) if args.follow else api.read_logs(args.container, tail)
     for rec in recs:
         stream = sys.stdout if rec.get("stream") != "stderr" else sys.stderr

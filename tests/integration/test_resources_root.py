@@ -478,7 +478,10 @@ def test_parent_cgroup_stays_for_the_next_container_until_system_prune():
     try:
         labtui("run", "--rm", "busybox", "true", env=env)
         assert tops(), "the parent went with the container"
-        assert [d for t in tops() for d in os.listdir(t) if os.path.isdir(os.path.join(t, d))] == []
+        # The container's own cgroup goes after `run --rm` returned (the supervisor removes it
+        # once its caller is released: engine/hooks.after_exit), so it is waited for.
+        wait_for(lambda: not [d for t in tops() for d in os.listdir(t) if os.path.isdir(os.path.join(t, d))],
+                 what="the container's cgroup to go")
         name = f"keep-{secrets.token_hex(3)}"
         cid = labtui("run", "--name", name, "busybox", "true", env=env) and inspect(name)["Id"]
         steps = [json.loads(line) for line in labtui("steps", name, "--format", "json").stdout.splitlines()]

@@ -69,12 +69,18 @@ def validate_profile(obj: object, src: str = "(inline)") -> dict:
         raise _bad(src, f"defaultAction must be one of {', '.join(ACTIONS)}, not {da!r}")
     if "defaultErrnoRet" in obj and not isinstance(obj["defaultErrnoRet"], int):
         raise _bad(src, "defaultErrnoRet must be an integer")
-    for key in ("architectures",):
-        if key in obj and obj[key] is not None and not isinstance(obj[key], list):
-            raise _bad(src, f"{key} must be a list of SCMP_ARCH_* names")
-    for i, am in enumerate(obj.get("archMap") or []):
+    # Every list is checked down to its items: resolve() and libseccomp take them as strings,
+    # and a profile is user input (fuzzing found None and {} items turning into tracebacks).
+    if not _opt_str_list(obj.get("architectures")):
+        raise _bad(src, "architectures must be a list of SCMP_ARCH_* names")
+    arch_map = obj.get("archMap") or []
+    if not isinstance(arch_map, list):
+        raise _bad(src, "archMap must be a list")
+    for i, am in enumerate(arch_map):
         if not isinstance(am, dict) or not isinstance(am.get("architecture"), str):
             raise _bad(src, f"archMap[{i}] needs an architecture name")
+        if not _opt_str_list(am.get("subArchitectures")):
+            raise _bad(src, f"archMap[{i}].subArchitectures must be a list of SCMP_ARCH_* names")
     calls = obj.get("syscalls") or []
     if not isinstance(calls, list):
         raise _bad(src, "syscalls must be a list")
@@ -83,7 +89,7 @@ def validate_profile(obj: object, src: str = "(inline)") -> dict:
         if not isinstance(sc, dict):
             raise _bad(src, f"{where} must be an object")
         names = sc.get("names") if sc.get("names") is not None else ([sc["name"]] if sc.get("name") else None)
-        if not names or not all(isinstance(n, str) and n for n in names):
+        if not names or not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
             raise _bad(src, f"{where} needs names: a list of syscall names")
         if sc.get("action") not in ACTIONS:
             raise _bad(src, f"{where} ({names[0]}...): action must be one of {', '.join(ACTIONS)}, "
@@ -102,6 +108,11 @@ def validate_profile(obj: object, src: str = "(inline)") -> dict:
             f = sc.get(part) or {}
             if not isinstance(f, dict):
                 raise _bad(src, f"{where}.{part} must be an object")
+            for key in ("caps", "arches"):
+                if not _opt_str_list(f.get(key)):
+                    raise _bad(src, f"{where}.{part}.{key} must be a list of names")
+            if f.get("minKernel") and not (isinstance(f["minKernel"], str) and _KVER.match(f["minKernel"])):
+                raise _bad(src, f"{where}.{part}.minKernel must be a kernel version like \"4.8\"")
             for cap in f.get("caps") or []:
                 from engine.capabilities import normalize
 
@@ -110,6 +121,14 @@ def validate_profile(obj: object, src: str = "(inline)") -> dict:
                 except InvalidArgument:
                     raise _bad(src, f"{where}.{part}.caps: unknown capability {cap!r}") from None
     return obj
+
+
+def _opt_str_list(value: object) -> bool:
+    """None, or a list of strings."""
+    return value is None or (isinstance(value, list) and all(isinstance(v, str) for v in value))
+
+
+_KVER = re.compile(r"\d+\.\d+")
 
 
 def native_arch() -> str:

@@ -18,6 +18,9 @@ def values(*plausible: str):
 
 names = st.from_regex(r"zzfz[a-zA-Z0-9_.-]{0,8}", fullmatch=True)
 ref = st.one_of(names, names, garbage.map(lambda g: "zzfz" + g))
+# Host side of fuzzed volumes: create makes a missing host directory (as docker does), so every
+# valid one is made here, and removed by the tests that create (test_fuzz_create_root.py).
+VOL = "/var/tmp/zzfz-volumes"
 
 SIZES = values("64m", "1g", "512k", "1024", "0", "-1", "1.5g", "6m", "99999999999999g", "64M", "1e3", "4b", "m")
 INTS = values("0", "1", "-1", "2", "10", "1000", "1001", "99", "100", "-20", "19", "20", "2147483648", "1.5", "0x10")
@@ -31,8 +34,8 @@ RUN_FLAGS: list[tuple[str, object]] = [
     ("-e", values("A=1", "A=", "=x", "A", "PATH=/bin", "A=b=c", "1A=x", "A B=1")),
     ("-w", values("/", "/tmp", "rel", "/a/../b")),
     ("--hostname", values("h", "a.b", "-x", "a" * 70, "a_b", "a..b")),
-    ("-v", values("/tmp/x:/x", "/tmp/x:/x:ro", "/tmp/x:/x:rw", "/tmp/x:/x:zz", "rel:/x", "/a:/", "/a", "/a:rel",
-                  ":/x", "/a:/b:ro:extra")),
+    ("-v", values(f"{VOL}/x:/x", f"{VOL}/x:/x:ro", f"{VOL}/y:/x:rw", f"{VOL}/x:/x:zz", "rel:/x", f"{VOL}/a:/",
+                  VOL, f"{VOL}:rel", ":/x", f"{VOL}/a:/b:ro:extra", f"{VOL}/../{VOL}:/x")),
     ("--tmpfs", values("/tmp", "/", "rel", "/run:size=1m")),
     ("--entrypoint", values("", "/bin/sh", "sh -c")),
     ("-m", SIZES), ("--memory-swap", SIZES), ("--cpus", values("0.5", "2", "0", "-1", "1e400", "nan", "inf", "0.001")),
@@ -74,6 +77,8 @@ def _flag(table: list[tuple[str, object]]):
 def flags(table: list[tuple[str, object]], max_size: int = 6):
     """A few flags of the table with their values; now and then a garbage word among them (the
     first word that is not a flag is the image: what follows is the command)."""
+    if not table:  # a command without options: garbage words only
+        return st.lists(garbage.map(lambda g: [g]), max_size=1).map(lambda parts: [w for p in parts for w in p])
     return st.lists(st.one_of(*[_flag(table)] * 7, garbage.map(lambda g: [g])),
                     max_size=max_size).map(lambda parts: [w for p in parts for w in p])
 

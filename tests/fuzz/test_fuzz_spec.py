@@ -4,9 +4,6 @@ own, up to the first thing it writes (engine.api.create); the root test creates 
 
 from __future__ import annotations
 
-import os
-
-import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 

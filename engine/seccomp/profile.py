@@ -67,8 +67,8 @@ def validate_profile(obj: object, src: str = "(inline)") -> dict:
     da = obj.get("defaultAction")
     if da not in ACTIONS:
         raise _bad(src, f"defaultAction must be one of {', '.join(ACTIONS)}, not {da!r}")
-    if "defaultErrnoRet" in obj and not isinstance(obj["defaultErrnoRet"], int):
-        raise _bad(src, "defaultErrnoRet must be an integer")
+    if "defaultErrnoRet" in obj and not _errno_ok(obj["defaultErrnoRet"]):
+        raise _bad(src, f"defaultErrnoRet must be an integer 0..{MAX_ERRNO}")
     # Every list is checked down to its items: resolve() and libseccomp take them as strings,
     # and a profile is user input (fuzzing found None and {} items turning into tracebacks).
     if not _opt_str_list(obj.get("architectures")):
@@ -94,8 +94,10 @@ def validate_profile(obj: object, src: str = "(inline)") -> dict:
         if sc.get("action") not in ACTIONS:
             raise _bad(src, f"{where} ({names[0]}...): action must be one of {', '.join(ACTIONS)}, "
                             f"not {sc.get('action')!r}")
-        if "errnoRet" in sc and sc["errnoRet"] is not None and not isinstance(sc["errnoRet"], int):
-            raise _bad(src, f"{where}: errnoRet must be an integer")
+        if "errnoRet" in sc and sc["errnoRet"] is not None and not _errno_ok(sc["errnoRet"]):
+            raise _bad(src, f"{where}: errnoRet must be an integer 0..{MAX_ERRNO}")
+        if not isinstance(sc.get("args") or [], list):
+            raise _bad(src, f"{where}.args must be a list")
         for j, a in enumerate(sc.get("args") or []):
             if not isinstance(a, dict) or not isinstance(a.get("index"), int) or not 0 <= a["index"] < MAX_ARGS:
                 raise _bad(src, f"{where}.args[{j}]: index must be 0..5")
@@ -121,6 +123,15 @@ def validate_profile(obj: object, src: str = "(inline)") -> dict:
                 except InvalidArgument:
                     raise _bad(src, f"{where}.{part}.caps: unknown capability {cap!r}") from None
     return obj
+
+
+# The kernel clamps a filter's errno to MAX_ERRNO (include/linux/err.h; kernel/seccomp.c), and
+# libseccomp refuses a negative one with a bare "Library error" (fuzzing found -1 a traceback).
+MAX_ERRNO = 4095
+
+
+def _errno_ok(value: object) -> bool:
+    return isinstance(value, int) and 0 <= value <= MAX_ERRNO
 
 
 def _opt_str_list(value: object) -> bool:

@@ -5,7 +5,15 @@ can only ever miss."""
 
 from __future__ import annotations
 
+import os
+
 from hypothesis import strategies as st
+
+
+def examples(n: int) -> int:
+    """A test's example count; LABTUI_FUZZ_SCALE=K runs K times as many (a long local hunt)."""
+    return n * int(os.environ.get("LABTUI_FUZZ_SCALE", "1"))
+
 
 garbage = st.one_of(st.text(max_size=12), st.sampled_from(["", "-", "--", "-1", "0", "1e400", "nan", "inf", "\x00",
                                                            " ", "=", ":", "::", ",", "/", "..", "%s", "é", "9" * 30]))

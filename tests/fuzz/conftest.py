@@ -3,7 +3,8 @@
 derandomize=True draws the same examples on every run (a failure in CI repeats on a laptop), no
 example database is written into the tree, and deadline=None: the machine is shared and a slow
 example is not a bug. Each test sets its own max_examples; the whole folder stays under ~60 s.
-LABTUI_FUZZ_RANDOM=1 explores other examples; a failure then prints its seed, and
+LABTUI_FUZZ_RANDOM=1 explores other examples (LABTUI_FUZZ_SCALE=K, K times as many); a failure
+then prints its seed, and
 `pytest --hypothesis-seed=N` repeats it.
 """
 

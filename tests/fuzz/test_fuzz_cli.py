@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.fuzz.argv import INTS, LIMIT_FLAGS, flags, garbage, names, ref, run_argv, values
+from tests.fuzz.argv import INTS, LIMIT_FLAGS, examples, flags, garbage, names, ref, run_argv, values
 from tests.fuzz.leftovers import new_since, snapshot
 
 pytestmark = pytest.mark.root
@@ -114,7 +114,7 @@ def test_cli_never_a_traceback_and_nothing_made(capfd):
     warm_up(capfd)
     before = snapshot()
 
-    @settings(max_examples=300)
+    @settings(max_examples=examples(300))
     @given(COMMANDS)
     def one(argv: list[str]) -> None:
         rc, _out, err = run_main(argv, capfd)
@@ -124,7 +124,7 @@ def test_cli_never_a_traceback_and_nothing_made(capfd):
     assert not new_since(before), new_since(before)
 
 
-@settings(max_examples=8)
+@settings(max_examples=examples(8))
 @given(COMMANDS)
 def test_cli_subprocess_never_a_traceback(argv):
     """A few through the real entry point (tests.helpers.LABTUI: `python -m labtui.cli`, or the

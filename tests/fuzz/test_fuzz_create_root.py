@@ -10,7 +10,7 @@ import shutil
 import pytest
 from hypothesis import given, settings
 
-from tests.fuzz.argv import VOL, run_argv
+from tests.fuzz.argv import VOL, examples, run_argv
 from tests.fuzz.leftovers import new_since, snapshot
 from tests.fuzz.test_fuzz_cli import check_outcome, run_main, warm_up
 
@@ -22,7 +22,7 @@ def test_create_for_real_then_rm_leaves_nothing(capfd):
     before = snapshot()
     counts = {"created": 0, "refused": 0}
 
-    @settings(max_examples=80)
+    @settings(max_examples=examples(80))
     @given(run_argv("busybox"))
     def one(argv: list[str]) -> None:
         rc, out, err = run_main(["create", *argv], capfd)

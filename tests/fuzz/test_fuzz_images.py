@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from engine import images
 from engine.errors import EngineError
+from tests.fuzz.argv import examples
 
 ESCAPE = "zzfz-escaped"
 GZIP = b"\x1f\x8b"
@@ -143,7 +144,7 @@ def test_random_archives_import_or_are_refused(tmp_path, monkeypatch):
     work.mkdir()
     results = {"imported": 0, "refused": 0}
 
-    @settings(max_examples=400)
+    @settings(max_examples=examples(400))
     @given(archive(), st.sampled_from([None, "zzfz/ref:1", "zzfz/ref"]))
     def one(data: bytes, ref: str | None) -> None:
         before = store_listing()

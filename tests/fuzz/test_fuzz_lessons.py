@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from lessons import transcript
 from lessons.core import schema
 from lessons.core.model import Lesson
+from tests.fuzz.argv import examples
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "lessons" / "fixture-basic"
 FIXTURE_LINES = (FIXTURE / "lesson.toml").read_text().splitlines()
@@ -67,13 +68,13 @@ def _load(tmp: Path, text: str) -> None:
         assert isinstance(lesson, Lesson)
 
 
-@settings(max_examples=250)
+@settings(max_examples=examples(250))
 @given(mutated_lesson())
 def test_mutated_lesson_loads_or_names_its_line(tmp_path_factory, text):
     _load(tmp_path_factory.mktemp("lesson"), text)
 
 
-@settings(max_examples=60)
+@settings(max_examples=examples(60))
 @given(st.text(max_size=200))
 def test_random_text_lesson_loads_or_names_its_line(tmp_path_factory, text):
     _load(tmp_path_factory.mktemp("lesson"), text)
@@ -159,7 +160,7 @@ def _mutate(data: bytes, ops: list[tuple]) -> bytes:
     return data
 
 
-@settings(max_examples=300)
+@settings(max_examples=examples(300))
 @given(mutated_transcript(), st.booleans())
 @example(case=([{"type": "setup"}], [("last", 0, 3, None)]), keyed=True)  # found: a non-str hmac
 @example(case=([{"type": "setup"}], [("last", 0, 3, "é")]), keyed=True)  # a non-ASCII one

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.fuzz.argv import garbage, names, values
+from tests.fuzz.argv import examples, garbage, names, values
 from tests.fuzz.leftovers import new_since, snapshot
 from tests.fuzz.test_fuzz_cli import check_outcome, run_main, warm_up
 
@@ -33,7 +33,7 @@ def test_network_create_random_specs_leave_nothing(capfd):
     before = snapshot()
     counts = {"created": 0, "refused": 0}
 
-    @settings(max_examples=60)
+    @settings(max_examples=examples(60))
     @given(net_argv)
     def one(argv: list[str]) -> None:
         rc, _out, err = run_main(["network", "create", *argv], capfd)

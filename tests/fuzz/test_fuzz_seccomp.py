@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from engine.errors import InvalidArgument
 from engine.seccomp import filter as sfilter
 from engine.seccomp import profile as sprofile
+from tests.fuzz.argv import examples
 
 ACTIONS = list(sprofile.ACTIONS)
 OPS = list(sprofile.OPS)
@@ -78,6 +79,10 @@ FOUND = [  # what fuzzing found once (tracebacks before engine/seccomp/profile.p
                                                       "includes": {"minKernel": 5}}]},
     {"defaultAction": "SCMP_ACT_ALLOW", "archMap": [{"architecture": "SCMP_ARCH_X86_64",
                                                      "subArchitectures": [1]}]},
+    {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW", "args": 1.0}]},
+    {"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": -1},  # libseccomp: "Library error"
+    {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ERRNO",
+                                                      "errnoRet": 70000}]},
 ]
 
 
@@ -85,9 +90,11 @@ FOUND = [  # what fuzzing found once (tracebacks before engine/seccomp/profile.p
 def test_found_profiles_are_refused(obj):
     with pytest.raises(InvalidArgument):
         _filter_of(obj, sfilter.RecordingBackend())
+    with pytest.raises(InvalidArgument):
+        _filter_of(obj, _libseccomp())
 
 
-@settings(max_examples=400)
+@settings(max_examples=examples(400))
 @given(profiles)
 def test_profile_is_a_filter_or_invalid_argument(obj):
     try:
@@ -96,7 +103,7 @@ def test_profile_is_a_filter_or_invalid_argument(obj):
         assert str(e).startswith(("invalid seccomp profile fuzz.json", "seccomp:")), e
 
 
-@settings(max_examples=150)
+@settings(max_examples=examples(150))
 @given(profiles)
 def test_profile_compiles_with_libseccomp_or_invalid_argument(obj):
     """The same through the real libseccomp, compiled to BPF (what a container would load)."""
@@ -109,7 +116,7 @@ def test_profile_compiles_with_libseccomp_or_invalid_argument(obj):
         assert backend.export("bpf"), flt
 
 
-@settings(max_examples=60)
+@settings(max_examples=examples(60))
 @given(profiles)
 def test_profile_file_is_a_filter_or_invalid_argument(tmp_path_factory, obj):
     path = tmp_path_factory.mktemp("sc") / "p.json"

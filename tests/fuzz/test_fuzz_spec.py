@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from engine import spec
 from engine.errors import EngineError, InvalidArgument
 from labtui.common import runopts
-from tests.fuzz.argv import run_argv
+from tests.fuzz.argv import examples, run_argv
 
 
 def validate_like_create(opts: spec.RunOptions) -> None:
@@ -28,7 +28,7 @@ def validate_like_create(opts: spec.RunOptions) -> None:
     hooks.validate({k: v for k, v in opts.extra.items() if v not in (None, [], "")})
 
 
-@settings(max_examples=500)
+@settings(max_examples=examples(500))
 @given(run_argv())
 def test_run_spec_is_valid_or_invalid_argument(argv):
     try:
@@ -42,7 +42,7 @@ def test_run_spec_is_valid_or_invalid_argument(argv):
         assert "seccomp" in str(e), (argv, e)
 
 
-@settings(max_examples=100)
+@settings(max_examples=examples(100))
 @given(st.lists(st.text(max_size=10), max_size=6))
 def test_random_words_are_valid_or_invalid_argument(argv):
     try:

@@ -70,6 +70,7 @@ def _load(tmp: Path, text: str) -> None:
 
 @settings(max_examples=examples(250))
 @given(mutated_lesson())
+@example(text="\n".join(FIXTURE_LINES).replace('needs = ["start"]', 'needs = ["start"]\nhints = 3'))  # found
 def test_mutated_lesson_loads_or_names_its_line(tmp_path_factory, text):
     _load(tmp_path_factory.mktemp("lesson"), text)
 

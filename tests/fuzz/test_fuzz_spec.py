@@ -4,7 +4,7 @@ own, up to the first thing it writes (engine.api.create); the root test creates 
 
 from __future__ import annotations
 
-from hypothesis import event, given, settings
+from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
 
 from engine import spec
@@ -30,6 +30,8 @@ def validate_like_create(opts: spec.RunOptions) -> None:
 
 @settings(max_examples=examples(500))
 @given(run_argv())
+@example(argv=["--security-opt=--", "zzfz"])  # found: argparse handed the engine [] for "--"
+@example(argv=["--name=--", "--cap-add=--", "--device=--", "--restart=--", "-m=--", "zzfz"])
 def test_run_spec_is_valid_or_invalid_argument(argv):
     try:
         opts = runopts.parse(argv)

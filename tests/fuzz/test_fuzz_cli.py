@@ -114,7 +114,7 @@ def test_cli_never_a_traceback_and_nothing_made(capfd):
     warm_up(capfd)
     before = snapshot()
 
-    @settings(max_examples=examples(300))
+    @settings(max_examples=examples(500))
     @given(COMMANDS)
     def one(argv: list[str]) -> None:
         rc, _out, err = run_main(argv, capfd)

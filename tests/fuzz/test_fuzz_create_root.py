@@ -22,7 +22,7 @@ def test_create_for_real_then_rm_leaves_nothing(capfd):
     before = snapshot()
     counts = {"created": 0, "refused": 0}
 
-    @settings(max_examples=examples(80))
+    @settings(max_examples=examples(120))
     @given(run_argv("busybox"))
     def one(argv: list[str]) -> None:
         rc, out, err = run_main(["create", *argv], capfd)

@@ -33,7 +33,7 @@ def test_network_create_random_specs_leave_nothing(capfd):
     before = snapshot()
     counts = {"created": 0, "refused": 0}
 
-    @settings(max_examples=examples(60))
+    @settings(max_examples=examples(80))
     @given(net_argv)
     def one(argv: list[str]) -> None:
         rc, _out, err = run_main(["network", "create", *argv], capfd)

@@ -3,7 +3,8 @@ values, run in-process (labtui.cli.main.main) as root against the real engine. N
 traceback; a message on stderr whenever the exit code is not 0, and only the documented codes:
 
     0    success
-    1    docker's "No such container" of rm/inspect (docs/engine.md)
+    1    docker's "No such container" of rm/inspect (docs/engine.md); no lesson open; `grade`
+         with a transcript refused (docs/lessons-grading.md)
     2    argparse's usage errors: "usage: ..." and "error: ..." (tests of the launcher and
          exec already hold labtui to it, so it is kept rather than docker's 125)
     125  everything else labtui refused (EngineError)
@@ -75,6 +76,14 @@ COMMANDS = st.one_of(
     _cmd(["restore"], flags([]), _positional(0, 2)),
     _cmd(["image"], st.one_of(st.just(["ls"]), st.just(["rm"]), st.just(["import"]), st.just([])),
          st.lists(st.one_of(names.map(lambda n: f"/nonexistent/{n}.tar"), ref), max_size=2)),
+    _cmd(["lesson"], st.sampled_from([["status"], ["hint"], ["stop"], ["list"], ["start"], ["reset"], ["replay"],
+                                      ["status", "--format", "json"], ["start", "--student", "x"]]),
+         _positional(0, 2)),  # "zzfz..." ids: never a lesson, so nothing opens
+    _cmd(["grade"], flags([("-j", values("0", "1", "2", "-1", "x")), ("--lesson", ref),
+                           ("--json", values("/nonexistent/d/x.json")), ("--junit", values("/nonexistent/d/x.xml")),
+                           ("--key", values("/nonexistent/key", "/dev/null", "/etc/hostname"))]),
+         st.lists(st.one_of(names.map(lambda n: f"/nonexistent/{n}.jsonl"), st.just("/dev/null"),
+                            st.just("/etc/hostname")), max_size=2)),
     st.lists(st.one_of(garbage, names), min_size=1, max_size=4),  # no command at all
 )
 
@@ -94,13 +103,13 @@ def run_main(argv: list[str], capfd) -> tuple[int, str, str]:
     return rc, out, err
 
 
-def check_outcome(argv: list[str], rc: int, err: str) -> None:
-    assert "Traceback" not in err, (argv, err)
+def check_outcome(argv: list[str], rc: int, err: str, out: str = "") -> None:
+    assert "Traceback" not in err + out, (argv, err)
     assert rc in (0, 1, 2, 125), (argv, rc, err)
     if rc == 2:
         assert "usage:" in err and "error:" in err, (argv, err)
-    elif rc != 0:
-        assert err.strip(), (argv, rc)
+    elif rc != 0:  # `grade`'s refusals are its report, on stdout (docs/lessons-grading.md)
+        assert (err if argv[:1] != ["grade"] else err + out).strip(), (argv, rc)
 
 
 def warm_up(capfd) -> None:
@@ -117,8 +126,8 @@ def test_cli_never_a_traceback_and_nothing_made(capfd):
     @settings(max_examples=examples(500))
     @given(COMMANDS)
     def one(argv: list[str]) -> None:
-        rc, _out, err = run_main(argv, capfd)
-        check_outcome(argv, rc, err)
+        rc, out, err = run_main(argv, capfd)
+        check_outcome(argv, rc, err, out)
 
     one()
     assert not new_since(before), new_since(before)
@@ -133,4 +142,4 @@ def test_cli_subprocess_never_a_traceback(argv):
 
     argv = [w.replace("\x00", "") for w in argv]  # execve(2) refuses them (see run_main)
     p = labtui(*argv, check=False, timeout=60)
-    check_outcome(argv, p.returncode, p.stderr)
+    check_outcome(argv, p.returncode, p.stderr, p.stdout)

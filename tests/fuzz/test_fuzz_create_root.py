@@ -17,7 +17,8 @@ from tests.fuzz.test_fuzz_cli import check_outcome, run_main, warm_up
 pytestmark = pytest.mark.root
 
 
-def test_create_for_real_then_rm_leaves_nothing(capfd):
+def test_create_for_real_then_rm_leaves_nothing(capfd, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # whatever a fuzzed command writes to a relative path lands here
     warm_up(capfd)
     before = snapshot()
     counts = {"created": 0, "refused": 0}

@@ -28,7 +28,8 @@ net_argv = st.tuples(
 ).map(lambda t: [*t[0], *t[1], t[2]])
 
 
-def test_network_create_random_specs_leave_nothing(capfd):
+def test_network_create_random_specs_leave_nothing(capfd, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # whatever a fuzzed command writes to a relative path lands here
     warm_up(capfd)
     before = snapshot()
     counts = {"created": 0, "refused": 0}

@@ -222,7 +222,10 @@ def verify(path: Path | str, key: bytes | None = None) -> Transcript:
         if not sealed:
             raise TranscriptError(path, len(recs) + 1, "no seal after the last line: the transcript was "
                                                         "truncated, or written without the grader key")
-        if not hmac.compare_digest(recs[-1].get("hmac", ""), seal_hmac(key, recs[-1]["prev"])):
+        seal = recs[-1].get("hmac")
+        # compare_digest raises TypeError on a non-str: an edited seal is a bad seal, not a crash.
+        if not isinstance(seal, str) or not seal.isascii() or not hmac.compare_digest(
+                seal, seal_hmac(key, recs[-1]["prev"])):
             raise TranscriptError(path, len(recs), "the seal does not match the grader key: sealed with "
                                                    "another key, or the lines before it were rewritten")
         t.seal_checked = True

@@ -67,14 +67,20 @@ def validate_profile(obj: object, src: str = "(inline)") -> dict:
     da = obj.get("defaultAction")
     if da not in ACTIONS:
         raise _bad(src, f"defaultAction must be one of {', '.join(ACTIONS)}, not {da!r}")
-    if "defaultErrnoRet" in obj and not isinstance(obj["defaultErrnoRet"], int):
-        raise _bad(src, "defaultErrnoRet must be an integer")
-    for key in ("architectures",):
-        if key in obj and obj[key] is not None and not isinstance(obj[key], list):
-            raise _bad(src, f"{key} must be a list of SCMP_ARCH_* names")
-    for i, am in enumerate(obj.get("archMap") or []):
+    if "defaultErrnoRet" in obj and not _errno_ok(obj["defaultErrnoRet"]):
+        raise _bad(src, f"defaultErrnoRet must be an integer 0..{MAX_ERRNO}")
+    # Every list is checked down to its items: resolve() and libseccomp take them as strings,
+    # and a profile is user input (fuzzing found None and {} items turning into tracebacks).
+    if not _opt_str_list(obj.get("architectures")):
+        raise _bad(src, "architectures must be a list of SCMP_ARCH_* names")
+    arch_map = obj.get("archMap") or []
+    if not isinstance(arch_map, list):
+        raise _bad(src, "archMap must be a list")
+    for i, am in enumerate(arch_map):
         if not isinstance(am, dict) or not isinstance(am.get("architecture"), str):
             raise _bad(src, f"archMap[{i}] needs an architecture name")
+        if not _opt_str_list(am.get("subArchitectures")):
+            raise _bad(src, f"archMap[{i}].subArchitectures must be a list of SCMP_ARCH_* names")
     calls = obj.get("syscalls") or []
     if not isinstance(calls, list):
         raise _bad(src, "syscalls must be a list")
@@ -83,13 +89,15 @@ def validate_profile(obj: object, src: str = "(inline)") -> dict:
         if not isinstance(sc, dict):
             raise _bad(src, f"{where} must be an object")
         names = sc.get("names") if sc.get("names") is not None else ([sc["name"]] if sc.get("name") else None)
-        if not names or not all(isinstance(n, str) and n for n in names):
+        if not names or not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
             raise _bad(src, f"{where} needs names: a list of syscall names")
         if sc.get("action") not in ACTIONS:
             raise _bad(src, f"{where} ({names[0]}...): action must be one of {', '.join(ACTIONS)}, "
                             f"not {sc.get('action')!r}")
-        if "errnoRet" in sc and sc["errnoRet"] is not None and not isinstance(sc["errnoRet"], int):
-            raise _bad(src, f"{where}: errnoRet must be an integer")
+        if "errnoRet" in sc and sc["errnoRet"] is not None and not _errno_ok(sc["errnoRet"]):
+            raise _bad(src, f"{where}: errnoRet must be an integer 0..{MAX_ERRNO}")
+        if not isinstance(sc.get("args") or [], list):
+            raise _bad(src, f"{where}.args must be a list")
         for j, a in enumerate(sc.get("args") or []):
             if not isinstance(a, dict) or not isinstance(a.get("index"), int) or not 0 <= a["index"] < MAX_ARGS:
                 raise _bad(src, f"{where}.args[{j}]: index must be 0..5")
@@ -102,6 +110,11 @@ def validate_profile(obj: object, src: str = "(inline)") -> dict:
             f = sc.get(part) or {}
             if not isinstance(f, dict):
                 raise _bad(src, f"{where}.{part} must be an object")
+            for key in ("caps", "arches"):
+                if not _opt_str_list(f.get(key)):
+                    raise _bad(src, f"{where}.{part}.{key} must be a list of names")
+            if f.get("minKernel") and not (isinstance(f["minKernel"], str) and _KVER.match(f["minKernel"])):
+                raise _bad(src, f"{where}.{part}.minKernel must be a kernel version like \"4.8\"")
             for cap in f.get("caps") or []:
                 from engine.capabilities import normalize
 
@@ -110,6 +123,23 @@ def validate_profile(obj: object, src: str = "(inline)") -> dict:
                 except InvalidArgument:
                     raise _bad(src, f"{where}.{part}.caps: unknown capability {cap!r}") from None
     return obj
+
+
+# The kernel clamps a filter's errno to MAX_ERRNO (include/linux/err.h; kernel/seccomp.c), and
+# libseccomp refuses a negative one with a bare "Library error" (fuzzing found -1 a traceback).
+MAX_ERRNO = 4095
+
+
+def _errno_ok(value: object) -> bool:
+    return isinstance(value, int) and 0 <= value <= MAX_ERRNO
+
+
+def _opt_str_list(value: object) -> bool:
+    """None, or a list of strings."""
+    return value is None or (isinstance(value, list) and all(isinstance(v, str) for v in value))
+
+
+_KVER = re.compile(r"\d+\.\d+")
 
 
 def native_arch() -> str:

@@ -65,8 +65,9 @@ def _columns() -> int:
         return 80
 
 
-class _Parser(argparse.ArgumentParser):
-    """Every parser (subcommands' too: argparse makes them of the parent's class) with _Formatter."""
+class _Parser(runopts.ValueParser):
+    """Every parser (subcommands' too: argparse makes them of the parent's class) with _Formatter
+    (and an option's value "--" kept: runopts.ValueParser)."""
 
     def __init__(self, *args, **kwargs) -> None:
         kwargs.setdefault("formatter_class", _Formatter)

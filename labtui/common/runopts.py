@@ -54,7 +54,20 @@ def from_args(args: argparse.Namespace) -> RunOptions:
     )
 
 
-class _Parser(argparse.ArgumentParser):
+class ValueParser(argparse.ArgumentParser):
+    """argparse, with an option's own value "--" kept as a value: Python 3.11's argparse strips
+    it, so `--security-opt=--` handed the engine [] instead of "--" (a traceback, found by
+    fuzzing). The CLI's parsers are of this class too (labtui.cli.main._Parser)."""
+
+    def _get_values(self, action: argparse.Action, arg_strings: list[str]):  # type: ignore[override]
+        if action.option_strings and arg_strings == ["--"] and action.nargs is None:
+            value = self._get_value(action, "--")
+            self._check_value(action, value)
+            return value
+        return super()._get_values(action, arg_strings)
+
+
+class _Parser(ValueParser):
     """A parser that raises instead of printing usage and exiting (argparse's way in a CLI)."""
 
     def error(self, message: str):  # type: ignore[override]

@@ -220,6 +220,8 @@ def _task(ctx: _Ctx, folder: Path, raw: object, ti: int) -> Task:
         raise ctx.fail(line_of("checks") if "checks" in ctx.lines.blocks[0][3] else header,
                        f"{where}a task needs at least one check ([[tasks.checks]])")
     checks = tuple(_check(ctx, c, ti, ci, tid) for ci, c in enumerate(raw["checks"]))
+    if not isinstance(raw.get("hints", []), list):  # `hints = 3`: refused, not iterated (found by fuzzing)
+        raise ctx.fail(line_of("hints"), f"{where}hints must be tables ([[tasks.hints]])")
     hints = tuple(_hint(ctx, h, ti, hi, tid) for hi, h in enumerate(raw.get("hints", [])))
     panel = raw.get("panel", "")
     if panel and panel not in PANELS:

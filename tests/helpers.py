@@ -260,3 +260,18 @@ def own_state_dir(prefix: str = "labtui-helper-"):
         finally:
             os.environ["LABTUI_ROOT"] = saved
         shutil.rmtree(root, ignore_errors=True)
+
+
+def proxying_worker(launcher: subprocess.Popen, name: str) -> int:
+    """The launcher's worker, once `run` passes signals on to the container (it catches SIGTERM:
+    docker's --sig-proxy). Before that a SIGTERM ends the command, here as in the ordinary
+    `labtui run`; a container seen running does not mean the command got that far."""
+    worker = served_worker(launcher)
+    wait_for(lambda: catches(worker, signal.SIGTERM), what=f"the worker of {name} to pass signals on")
+    return worker
+
+
+def process_state(pid: int) -> str:
+    """The one-letter state of /proc/PID/stat (R, S, T, Z, ...), read after the command name's
+    closing parenthesis: the name itself may hold spaces and parentheses."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]

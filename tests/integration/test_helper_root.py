@@ -21,7 +21,6 @@ import pytest
 
 from tests.helpers import (
     HELPER_START,
-    catches,
     fresh_helper,
     helper_log,
     helper_pid,
@@ -30,7 +29,8 @@ from tests.helpers import (
     our_processes,
     own_state_dir,
     proc_status,
-    served_worker,
+    process_state,
+    proxying_worker,
     wait_for,
 )
 
@@ -107,21 +107,12 @@ def test_errors_and_usage_come_back_as_from_the_ordinary_command(helper):
     assert p.returncode == 2 and "usage" in p.stderr
 
 
-def _proxying(launcher: subprocess.Popen, name: str) -> int:
-    """The launcher's worker, once `run` passes signals on to the container (it catches SIGTERM:
-    docker's --sig-proxy). Before that a SIGTERM ends the command, here as in the ordinary
-    `labtui run`; a container seen running does not mean the command got that far."""
-    worker = served_worker(launcher)
-    wait_for(lambda: catches(worker, signal.SIGTERM), what=f"the worker of {name} to pass signals on")
-    return worker
-
-
 def test_signals_to_the_caller_reach_the_container(helper):
     name = f"helper-sig-{os.getpid()}"
     p = subprocess.Popen(LAUNCH + ["run", "--rm", "--name", name, "busybox", "sleep", "30"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        _proxying(p, name)
+        proxying_worker(p, name)
         p.send_signal(signal.SIGTERM)  # docker's --sig-proxy: to the container's main process
         assert p.wait(timeout=20) == 128 + signal.SIGTERM, p.stderr.read().decode(errors="replace")[-2000:]
     finally:
@@ -131,10 +122,6 @@ def test_signals_to_the_caller_reach_the_container(helper):
     assert labtui("inspect", name, check=False).returncode != 0  # --rm removed it
 
 
-def _state(pid: int) -> str:
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-
-
 def _handled(pid: int, sig: int) -> bool:
     """sig was delivered to pid and its handler has returned: neither pending (sent signals are
     pending at once, kill(2)) nor blocked (the launcher's ^Z handler holds SIGCONT), and, in the
@@ -142,7 +129,7 @@ def _handled(pid: int, sig: int) -> bool:
     so the launcher's one thread wakes from recv(2): state R until it waits again)."""
     st = proc_status(pid)
     bits = int(st["SigPnd"], 16) | int(st["ShdPnd"], 16) | int(st["SigBlk"], 16)
-    return not bits & ((1 << (sig - 1)) | (1 << (signal.SIGCONT - 1))) and _state(pid) == "S"
+    return not bits & ((1 << (sig - 1)) | (1 << (signal.SIGCONT - 1))) and process_state(pid) == "S"
 
 
 @pytest.mark.parametrize("orphaned", [False, True], ids=["job", "orphaned-group"])
@@ -156,15 +143,15 @@ def test_ctrl_z_stops_the_worker_with_its_caller_unless_the_kernel_discards_it(h
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          **({"start_new_session": True} if orphaned else {"process_group": 0}))
     try:
-        worker = _proxying(p, name)
+        worker = proxying_worker(p, name)
         p.send_signal(signal.SIGTSTP)
         if orphaned:
             wait_for(lambda: _handled(p.pid, signal.SIGTSTP), what="the launcher to handle ^Z")
-            wait_for(lambda: _state(p.pid) != "T" and _state(worker) != "T", what="both running")
+            wait_for(lambda: process_state(p.pid) != "T" and process_state(worker) != "T", what="both running")
         else:
-            wait_for(lambda: _state(p.pid) == "T" and _state(worker) == "T", what="both stopped")
+            wait_for(lambda: process_state(p.pid) == "T" and process_state(worker) == "T", what="both stopped")
             p.send_signal(signal.SIGCONT)
-            wait_for(lambda: _state(p.pid) != "T" and _state(worker) != "T", what="both running again")
+            wait_for(lambda: process_state(p.pid) != "T" and process_state(worker) != "T", what="both running again")
         p.send_signal(signal.SIGTERM)
         assert p.wait(timeout=20) == 128 + signal.SIGTERM
     finally:
@@ -184,7 +171,7 @@ def test_killed_caller_kills_its_command_but_not_the_container(helper):
     p = subprocess.Popen(LAUNCH + ["run", "--name", name, "busybox", "sleep", "30"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        worker = _proxying(p, name)  # the container runs, and its command is attached to it
+        worker = proxying_worker(p, name)  # the container runs, and its command is attached to it
         gone = os.pidfd_open(worker)
         p.kill()
         p.wait()

@@ -18,7 +18,6 @@ import pytest
 
 from tests.helpers import (
     HELPER_START,
-    catches,
     fresh_helper,
     helper_log,
     helper_pid,
@@ -26,7 +25,8 @@ from tests.helpers import (
     our_processes,
     own_state_dir,
     proc_status,
-    served_worker,
+    process_state,
+    proxying_worker,
     wait_for,
 )
 
@@ -94,22 +94,9 @@ def test_closed_stdin_is_not_mistaken_for_the_socket(launcher, helper):
     assert (p.returncode, p.stdout) == (0, "done\n"), p.stderr
 
 
-def _state(pid: int) -> str:
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-
-
 def _start(launcher: str, name: str, **kw) -> subprocess.Popen:
     return subprocess.Popen([launcher, "run", "--rm", "--name", name, "busybox", "sleep", "30"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
-
-
-def _proxying(launcher: subprocess.Popen, name: str) -> int:
-    """The launcher's worker, once `run` passes signals on to the container (it catches SIGTERM:
-    docker's --sig-proxy). Before that a SIGTERM ends the command, here as in the ordinary
-    `labtui run`; a container seen running does not mean the command got that far."""
-    worker = served_worker(launcher)
-    wait_for(lambda: catches(worker, signal.SIGTERM), what=f"the worker of {name} to pass signals on")
-    return worker
 
 
 def _handled(pid: int, sig: int) -> bool:
@@ -128,11 +115,11 @@ def test_signals_reach_the_container_and_ctrl_z_stops_and_resumes_the_worker(lau
     name = f"launcher-c-sig-{os.getpid()}"
     p = _start(launcher, name, process_group=0)
     try:
-        worker = _proxying(p, name)
+        worker = proxying_worker(p, name)
         p.send_signal(signal.SIGTSTP)
-        wait_for(lambda: _state(p.pid) == "T" and _state(worker) == "T", what="both stopped")
+        wait_for(lambda: process_state(p.pid) == "T" and process_state(worker) == "T", what="both stopped")
         p.send_signal(signal.SIGCONT)
-        wait_for(lambda: _state(p.pid) != "T" and _state(worker) != "T", what="both running again")
+        wait_for(lambda: process_state(p.pid) != "T" and process_state(worker) != "T", what="both running again")
         p.send_signal(signal.SIGTERM)  # docker's --sig-proxy: to the container's main process
         assert p.wait(timeout=20) == 128 + signal.SIGTERM
     finally:
@@ -149,10 +136,10 @@ def test_ctrl_z_in_an_orphaned_process_group_leaves_both_running(launcher, helpe
     name = f"launcher-c-orphan-{os.getpid()}"
     p = _start(launcher, name, start_new_session=True)
     try:
-        worker = _proxying(p, name)
+        worker = proxying_worker(p, name)
         p.send_signal(signal.SIGTSTP)
         wait_for(lambda: _handled(p.pid, signal.SIGTSTP), what="the launcher to handle ^Z")
-        wait_for(lambda: _state(p.pid) != "T" and _state(worker) != "T", what="both running")
+        wait_for(lambda: process_state(p.pid) != "T" and process_state(worker) != "T", what="both running")
         p.send_signal(signal.SIGTERM)
         assert p.wait(timeout=20) == 128 + signal.SIGTERM
     finally:
@@ -167,10 +154,10 @@ def test_a_worker_left_stopped_dies_with_its_launcher(launcher, helper):
     name = f"launcher-c-stopped-{os.getpid()}"
     p = _start(launcher, name, process_group=0)
     try:
-        worker = _proxying(p, name)
+        worker = proxying_worker(p, name)
         gone = os.pidfd_open(worker)
         p.send_signal(signal.SIGTSTP)
-        wait_for(lambda: _state(p.pid) == "T" and _state(worker) == "T", what="both stopped")
+        wait_for(lambda: process_state(p.pid) == "T" and process_state(worker) == "T", what="both stopped")
         p.kill()
         p.wait()
         # A pidfd turns readable when its process ends (pidfd_open(2)): no PID reuse to mistake.
@@ -186,7 +173,7 @@ def test_a_worker_killed_by_a_signal_kills_the_launcher_with_it(launcher, helper
     name = f"launcher-c-kill-{os.getpid()}"
     p = _start(launcher, name)
     try:
-        os.kill(_proxying(p, name), signal.SIGKILL)
+        os.kill(proxying_worker(p, name), signal.SIGKILL)
         assert p.wait(timeout=20) == -signal.SIGKILL
     finally:
         p.kill()

@@ -36,6 +36,10 @@ def remove(ref: str, force: bool = False, from_supervisor: bool = False,
             return
         else:
             c.state["removing"] = "supervisor" if from_supervisor else True
+            if force and not from_supervisor and c.init_alive():
+                # rm -f kills it: a death asked for, as by `labtui kill`, never a crash (the
+                # supervisor's exit record reads this; engine/restart.py describe_exit).
+                c.state["kill_requested"] = signal.Signals.SIGKILL.name
             try:
                 state.write_json_atomic(c.dir / "state.json", c.state)
             except OSError as e:

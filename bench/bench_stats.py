@@ -63,7 +63,7 @@ def labtui_ticks(n_ticks: int, hz_seconds: float) -> dict:
         time.sleep(1.0)
     share = (time.process_time() - c0) / (time.perf_counter() - t0) * 100
     return {"rows": count, "wall": statistics.median(walls), "cpu": statistics.median(cpus),
-            "min": min(walls), "max": max(walls), "share": share}
+            "min": min(walls), "max": max(walls), "share": share, "walls": walls, "cpus": cpus}
 
 
 def podman_ticks(n_ticks: int) -> dict:

@@ -172,6 +172,13 @@ class FileSink:
             for rec in recs:
                 listener(rec)
 
+    def open_files(self) -> None:
+        """Open the step files now: a supervisor back from its idle phase may record the last
+        steps of a --rm container after its directory is gone (an open file still takes them)."""
+        if self.container_log is not None:
+            self._fd("log", self.container_log)
+        self._fd("stream", paths.steps_stream())
+
     def _fd(self, which: str, path: os.PathLike | str) -> int:
         fd = self._fds.get(which)
         if fd is None:

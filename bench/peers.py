@@ -251,6 +251,10 @@ class Labtui(Peer):
 
     def setup(self) -> None:
         sh([PY, "-m", "compileall", "-q", "engine", "labtui", "lessons"])
+        # As scripts/install leaves it: the engine's C PID 1 and idle supervisor (engine/native).
+        native = os.path.join(REPO, "scripts", "build-native")
+        if os.path.exists(native) and subprocess.run([native], capture_output=True).returncode != 0:
+            self.what += "; engine/native not built (no C compiler): PID 1 and the supervisor in Python"
         built = os.path.join(self.ctx.work, "labtui")
         build = subprocess.run([os.path.join(REPO, "scripts", "build-launcher"), built], capture_output=True)
         if build.returncode == 0:

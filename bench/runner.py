@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import hashlib
+import io
 import json
 import os
 import random
@@ -55,6 +57,16 @@ PEER_ORDER = ("runc", "podman", "docker", "lxc", "bwrap", "crun")
 QUICK_LESSONS = ("cgroups-v1-v2", "exec-setns", "memory-oom")
 
 
+RUNTIME_ORDER = ("labtui", "labtui:first", "labtui:api", "labtui:tick", "runc", "runc+seccomp", "podman", "docker",
+                 "lxc", "bwrap", "crun")
+
+
+def ordered(d: dict) -> dict:
+    """The runtimes of a case in one order everywhere (labtui's first), whatever order they ran in."""
+    rank = {rt: i for i, rt in enumerate(RUNTIME_ORDER)}
+    return {k: d[k] for k in sorted(d, key=lambda k: rank.get(k, len(rank)))}
+
+
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
@@ -65,8 +77,6 @@ def log(msg: str) -> None:
 def make_archives(ctx: P.Ctx) -> None:
     """The busybox layer as a plain tarball (docker/podman import) and as a docker-save archive
     (labtui image import, docker load, podman load), both made here: no registry."""
-    import hashlib
-
     ctx.rootfs_tar = os.path.join(ctx.work, "busybox-rootfs.tar")
     P.sh(["tar", "-C", ctx.rootfs, "-cf", ctx.rootfs_tar, "."])
     with open(ctx.rootfs_tar, "rb") as f:
@@ -86,8 +96,6 @@ def make_archives(ctx: P.Ctx) -> None:
             info = tarfile.TarInfo(name)
             info.size = len(data)
             info.mtime = 0
-            import io
-
             t.addfile(info, io.BytesIO(data))
 
 
@@ -294,7 +302,7 @@ def kept_pss(peer: P.Peer, names: list[str]) -> tuple[list[float], list[str]]:
         except OSError as e:  # gone since it was listed: the container died; not a sample
             log(f"  {peer.name}: {n}: a kept process is gone ({e})")
             continue
-        roles = [role for _, role in procs] or roles
+        roles = [f"{role} ({P.comm_of(pid)})" for pid, role in procs] or roles
     return per, roles
 
 
@@ -378,6 +386,14 @@ def fleet_one(peer: P.Peer, fl: Fleet, wanted: list[str], rnd: int, quick: bool,
         log(f"  {name}: removed {fl.n} in {time.perf_counter() - t1:.1f} s")
 
 
+STATS_NOTES = {
+    "labtui": "two readings 0.5 s apart, for CPU % (labtui/cli/resources.py), through the warm helper",
+    "labtui:tick": "one reading and its rows, in-process: what the app and `labtui stats` do each second",
+    "docker": "the daemon answers after two of its readings, for CPU %",
+    "podman": "--no-reset: one reading of each container's cgroup",
+}
+
+
 def stats_ticks(peer: P.Peer, fl: Fleet, quick: bool, lab: P.Labtui) -> None:
     ticks = 3 if quick else 10
     try:
@@ -451,7 +467,8 @@ def fleet_records(fl: Fleet, wanted: list[str], everyone: list[str]) -> list[dic
             how="one `stats --no-stream` (podman: --no-reset), as a command, timed from its start to its exit; "
                 "labtui:tick is the tick `labtui stats` and the app do each second (api.stats_snapshot + "
                 "stats_rows), in the bench's process (bench/bench_stats.py)",
-            skipped=_missing(fl.skipped["stats"], fl.stats, everyone), extra=fl.stats_extra))
+            skipped=_missing(fl.skipped["stats"], fl.stats, everyone), extra=fl.stats_extra,
+            notes={k: v for k, v in STATS_NOTES.items() if k in fl.stats}))
     if "tui-refresh" in wanted:
         tui = {"labtui": fl.tui["gaps_ms"]} if fl.tui.get("gaps_ms") else {}
         extra = {k: v for k, v in fl.tui.items() if k != "gaps_ms"}
@@ -570,7 +587,6 @@ def main(argv: list[str] | None = None) -> int:
         doc["peers"]["labtui"] = {"status": "ran", "version": lab.version(), "what": lab.what}
         make_archives(ctx)
         ready = set_up_peers(ctx, lab, wanted_peers, doc)
-        runtimes = ["labtui", *[p.name for p in ready]]
 
         micro, exec_cleanup = micro_cases(cases, lab, ready, args.quick)
         if micro:
@@ -595,7 +611,6 @@ def main(argv: list[str] | None = None) -> int:
         if "lessons-replay" in cases:
             log("lessons: the curriculum's replay")
             doc["cases"].append(lessons_case(args.quick))
-        _ = runtimes
     finally:
         for peer, name in exec_cleanup:
             peer.remove([name])
@@ -609,6 +624,9 @@ def main(argv: list[str] | None = None) -> int:
             log(f"kept {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
+    for rec in doc["cases"]:
+        rec["runtimes"], rec["skipped"] = ordered(rec["runtimes"]), ordered(rec["skipped"])
+        R.finish_case(rec)
     doc["duration_s"] = round(time.monotonic() - t_start, 1)
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     R.dump(doc, out)

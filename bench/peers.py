@@ -463,7 +463,7 @@ class Bwrap(Peer):
         out = {}
         for n in names:
             p = self.procs[n]
-            out[n] = [(p.pid, "bwrap (outside)")] + [(c, "bwrap (PID 1 inside)") for c in children_of(p.pid)]
+            out[n] = [(p.pid, "outside")] + [(c, "PID 1 inside") for c in children_of(p.pid)]
         return out
 
     def remove(self, names: list[str]) -> None:
@@ -529,7 +529,7 @@ class Podman(Peer):
                                  *names[i:i + 25]]).stdout.decode().split("\n")
             for line in filter(None, lines):
                 n, conmon, pid = line.split()
-                out[n.lstrip("/")] = [(int(conmon), "conmon"), (int(pid), "catatonit (PID 1)")]
+                out[n.lstrip("/")] = [(int(conmon), "conmon"), (int(pid), "PID 1, --init")]
         return out
 
     def stats_cmd(self):
@@ -618,7 +618,7 @@ class Docker(Peer):
             for line in filter(None, lines.decode().split("\n")):
                 n, pid = line.split()
                 init = int(pid)
-                out[n.lstrip("/")] = [(ppid_of(init), "containerd-shim-runc-v2"), (init, "docker-init (PID 1)")]
+                out[n.lstrip("/")] = [(ppid_of(init), "shim"), (init, "PID 1, --init")]
         return out
 
     def daemons(self):
@@ -730,7 +730,7 @@ class Lxc(Peer):
         out = {}
         for n in names:
             pid = int(sh(["lxc-info", "-P", self.path, "-n", n, "-p", "-H"]).stdout.decode().strip())
-            out[n] = [(ppid_of(pid), "lxc monitor")]
+            out[n] = [(ppid_of(pid), "monitor")]
         return out
 
     def remove(self, names: list[str]) -> None:

@@ -353,7 +353,8 @@ def main() -> None:
             raise SystemExit("--existing: set LABTUI_ROOT to the state the containers run in")
     else:  # short: the attach socket path under it must fit in 108 bytes
         work = tempfile.mkdtemp(prefix="lt-bt-", dir="/var/tmp")
-        os.environ.update(LABTUI_ROOT=work, LABTUI_CGROUP_PARENT="labtui-bench")
+        os.environ["LABTUI_ROOT"] = work
+        os.environ.setdefault("LABTUI_CGROUP_PARENT", "labtui-bench")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the cleanup below still runs
     probe = Probe()
     res: dict = {}

@@ -293,15 +293,15 @@ def case_table(rec: dict) -> list[str]:
         s = rec["summary"][rt]
         fails = f"  {entry['failures']} failed" if entry.get("failures") else ""
         if not s["n"]:
-            out.append(f"  {rt:16} no samples{fails}")
+            out.append(f"  {rt:18} no samples{fails}")
             continue
         rs = ""
         if not is_labtui(rt) and labs:
             parts = [f"{lab}/{rt} {rec['ratios'][f'{lab}/{rt}']:.2f}x" for lab in labs
                      if f"{lab}/{rt}" in rec["ratios"]]
             rs = "   " + ", ".join(parts) if parts else ""
-        out.append(f"  {rt:16} median {fmt(s['median']):>8}  (q1-q3 {fmt(s['q1'])}-{fmt(s['q3'])}, "
+        out.append(f"  {rt:18} median {fmt(s['median']):>8}  (q1-q3 {fmt(s['q1'])}-{fmt(s['q3'])}, "
                    f"n={s['n']}){fails}{rs}")
     for rt, why in rec.get("skipped", {}).items():
-        out.append(f"  {rt:16} -- {why}")
+        out.append(f"  {rt:18} -- {why}")
     return out

@@ -20,6 +20,7 @@ Cases (docs/benchmarks.md says what each measures and how):
   stats-tick      one `stats --no-stream` over 50 containers (and labtui:tick, in-process)
   tui-refresh     the app's dashboard refresh with 50 containers (bench/bench_tui.py)
   lessons-replay  the lesson curriculum replayed with its solve scripts (bench/bench_lessons.py)
+  security-cost   what seccomp, capabilities and a user namespace add to a start (bench/bench_security.py)
 
 Order: the first four are run in rounds; each round runs every (case, runtime) pair once, in a
 shuffled order, each after the CPUs went idle. The fleet cases (idle-memory, parallel-start,
@@ -39,6 +40,7 @@ import os
 import random
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tarfile
@@ -50,7 +52,7 @@ from bench import results as R
 
 REPO = P.REPO
 CASES = ("start-true", "start-bridge", "exec", "image-import", "idle-memory", "parallel-start", "stats-tick",
-         "tui-refresh", "lessons-replay")
+         "tui-refresh", "lessons-replay", "security-cost")
 MICRO = ("start-true", "start-bridge", "exec", "image-import")
 FLEET = ("idle-memory", "parallel-start", "stats-tick", "tui-refresh")
 PEER_ORDER = ("runc", "podman", "docker", "lxc", "bwrap", "crun")
@@ -510,12 +512,46 @@ def lessons_case(quick: bool) -> dict:
                "unsupported_here": res["skipped"], "failed": res["failed"], "checks": res["checks"]})
 
 
+# ---- security: what each of labtui's defaults adds to a start ------------------------------------
+
+
+def security_case(lab: P.Labtui, quick: bool) -> dict:
+    out = os.path.join(lab.ctx.work, "security.json")
+    cmd = [P.PY, os.path.join(REPO, "bench", "bench_security.py"), "-n", "3" if quick else "15", "--pyc",
+           "--json", out]
+    env = {k: v for k, v in lab.env.items() if k != "LABTUI_ROOT"}  # it makes its own state
+    p = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=1800)
+    how = ("bench/bench_security.py: `labtui run --rm busybox true` (python -m labtui.cli, no helper) in five "
+           "configurations, round-robin: bare (no filter, every capability, no masked paths), +caps (docker's "
+           "14 and no_new_privs), +seccomp (labtui's default: docker's profile, compiled-filter cache warm), "
+           "+seccomp cold (the cache emptied each time), +userns (the default plus --userns=private)")
+    if p.returncode != 0 or not os.path.exists(out):
+        return R.case_record("security-cost", "what labtui's security defaults add to a start", "ms", {},
+                             how=how, skipped={"labtui": f"bench_security.py exited {p.returncode}: "
+                                                         f"{p.stderr.strip()[-300:]}"})
+    with open(out) as f:
+        res = json.load(f)
+    bare = statistics.median(res["ms"]["bare"])
+    names = {"bare": "labtui:bare", "+caps": "labtui:+caps", "+seccomp": "labtui",
+             "+seccomp cold": "labtui:cold-filter", "+userns": "labtui:+userns"}
+    return R.case_record("security-cost", "what labtui's security defaults add to a start", "ms",
+                         {names.get(k, f"labtui:{k}"): v for k, v in res["ms"].items()}, how=how,
+                         notes={"labtui": "the default: capabilities dropped, seccomp, masked paths"},
+                         skipped={"peers": "labtui's own configurations (COMPARATIVE_ANALYSIS.md compares the "
+                                           "defaults each runtime ships)"},
+                         extra={"steps_ms": res["steps_ms"], "races": res["races"],
+                                "median_over_bare": {names.get(k, k): round(statistics.median(v) / bare, 3)
+                                                     for k, v in res["ms"].items()}})
+
+
 # ---- the run --------------------------------------------------------------------------------------
 
 
 def pick(arg: str | None, allowed: tuple[str, ...], what: str) -> list[str]:
     if not arg:
         return list(allowed)
+    if arg == "none":
+        return []
     out = []
     for word in arg.replace(",", " ").split():
         hits = [a for a in allowed if a == word or a.startswith(word) or word.startswith(a)]
@@ -532,7 +568,7 @@ def main(argv: list[str] | None = None) -> int:
                                  epilog="cases: " + ", ".join(CASES) + "\npeers: " + ", ".join(PEER_ORDER))
     ap.add_argument("--quick", action="store_true", help="fewer rounds and ticks, 3 lessons: for development")
     ap.add_argument("--cases", help="comma-separated cases (default: all)")
-    ap.add_argument("--peers", help="comma-separated peers (default: all; labtui always runs)")
+    ap.add_argument("--peers", help="comma-separated peers (default: all; none: labtui alone)")
     ap.add_argument("-o", "--output", help="results file (default bench/results/bench-DATE[-quick].json)")
     ap.add_argument("--rounds", type=int, help="rounds of the micro cases (default 30, --quick 5)")
     ap.add_argument("--fleet-rounds", type=int, help="rounds of the fleet cases (default 3, --quick 1)")
@@ -609,6 +645,9 @@ def main(argv: list[str] | None = None) -> int:
                     fleet_one(peer, fl, cases, rnd, args.quick, lab)
             everyone = [p.name for p in fleet_peers]
             doc["cases"] += fleet_records(fl, cases, everyone)
+        if "security-cost" in cases:
+            log("security: what each default adds to a start (bench/bench_security.py)")
+            doc["cases"].append(security_case(lab, args.quick))
         if "lessons-replay" in cases:
             log("lessons: the curriculum's replay")
             doc["cases"].append(lessons_case(args.quick))

@@ -64,7 +64,8 @@ def render(doc: dict, source: str = "") -> str:
         name, peer = label.split(" / ")
         rec = R.case(doc, name)
         lm, pm = rec["summary"]["labtui"]["median"], rec["summary"][peer]["median"]
-        lines.append(f"  {label:34} {r:7.2f}x   labtui {R.fmt(lm, rec['unit']):>11}   {peer} {R.fmt(pm, rec['unit'])}")
+        unit = rec["unit"]
+        lines.append(f"  {label:34} {R.fmt_ratio(r):>8}   labtui {R.fmt(lm, unit):>11}   {peer} {R.fmt(pm, unit)}")
     unavailable = {n: p.get("reason", "") for n, p in doc["peers"].items() if p["status"] == "unavailable"}
     for n, why in unavailable.items():
         lines.append(f"  {n}: could not run here: {why[:200]}")

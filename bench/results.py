@@ -284,6 +284,11 @@ def fmt(x: float | None, unit: str = "") -> str:
     return f"{s} {unit}".rstrip()
 
 
+def fmt_ratio(r: float) -> str:
+    """Two decimals, or two significant digits below 0.1 (0.0041x, not 0.00x)."""
+    return f"{r:.2f}x" if r >= 0.1 else f"{r:.2g}x"
+
+
 def case_table(rec: dict) -> list[str]:
     """The lines printed for one case: each runtime's median and quartiles, and the ratios."""
     unit = rec["unit"]
@@ -297,7 +302,7 @@ def case_table(rec: dict) -> list[str]:
             continue
         rs = ""
         if not is_labtui(rt) and labs:
-            parts = [f"{lab}/{rt} {rec['ratios'][f'{lab}/{rt}']:.2f}x" for lab in labs
+            parts = [f"{lab}/{rt} {fmt_ratio(rec['ratios'][f'{lab}/{rt}'])}" for lab in labs
                      if f"{lab}/{rt}" in rec["ratios"]]
             rs = "   " + ", ".join(parts) if parts else ""
         out.append(f"  {rt:18} median {fmt(s['median']):>8}  (q1-q3 {fmt(s['q1'])}-{fmt(s['q3'])}, "

@@ -79,6 +79,11 @@ def test_case_record_rejects_unknown_unit_and_direction():
         R.case_record("x", "x", "ms", {}, better="sideways")
 
 
+def test_small_ratios_keep_two_significant_digits():
+    assert R.fmt_ratio(2.5) == "2.50x"
+    assert R.fmt_ratio(0.0041) == "0.0041x"
+
+
 def test_is_labtui():
     assert R.is_labtui("labtui") and R.is_labtui("labtui:tick")
     assert not R.is_labtui("labtuix") and not R.is_labtui("runc")

@@ -11,7 +11,8 @@ PID (so it stays PID 1's parent) and the descriptors; it writes the log itself a
 port's connection, a seccomp denial, a counter that moved, a nearly full disk), with that event
 still pending. load() rebuilds the supervisor from idle.json and the monitor's arguments.
 
-LABTUI_MONITOR=0 keeps the supervisor in Python (the A/B in bench/bench_idle.py).
+LABTUI_MONITOR=0 keeps the supervisor in Python; LABTUI_NATIVE=0 keeps PID 1 in Python too (the
+A/B in bench/bench_idle.py).
 """
 
 from __future__ import annotations

@@ -252,12 +252,12 @@ def run_init(rec: Recorder, plan: ChildPlan, chan: Channel) -> int:
         os.dup2(devnull, fd)
     os.close(devnull)
     if plan.init_fd is not None:
-        become_native_init(chan, plan.init_fd, main)  # returns only if the exec failed
+        become_native_init(chan, plan.init_fd, main, plan)  # returns only if the exec failed
     os.close(plan.chan_w)
     return init_loop(main, watched)
 
 
-def become_native_init(chan: Channel, init_fd: int, main: int) -> None:
+def become_native_init(chan: Channel, init_fd: int, main: int, plan: ChildPlan) -> None:
     """Replace this interpreter by labtui-init (engine/native/init.c), which does what
     init_loop does in a few pages: the container's idle cost is then its supervisor's.
 
@@ -268,7 +268,9 @@ def become_native_init(chan: Channel, init_fd: int, main: int) -> None:
     in Python."""
     chan.send({"t": "native_init", "ts": time.time()})
     try:
-        os.execve(init_fd, ["labtui-init"], {"MAIN": str(main)})
+        # The container's environment, as the Python init showed it (engine/proctitle.py).
+        env = dict(item.split("=", 1) for item in plan.config["env"])
+        os.execve(init_fd, ["labtui-init"], {"INIT_MAIN_PID": str(main), **env})
     except OSError as e:
         chan.send({"t": "step", "step": {
             "mechanism": "process", "op": "execve", "target": "init", "value": "labtui-init",

@@ -18,7 +18,10 @@ BIN = Path(__file__).resolve().parent / "bin"
 
 
 def binary(name: str) -> str | None:
-    """The built program's path, or None when it was not built (no C compiler)."""
+    """The built program's path, or None when it was not built (no C compiler) or
+    LABTUI_NATIVE=0 asks for the Python versions (the A/B of bench/bench_idle.py)."""
+    if os.environ.get("LABTUI_NATIVE") == "0":
+        return None
     path = BIN / name
     return str(path) if os.access(path, os.X_OK) else None
 

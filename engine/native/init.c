@@ -6,7 +6,7 @@
  * then execs this program by descriptor (engine/native/__init__.py) so that PID 1 costs a
  * few pages instead of a whole interpreter (issue 15: idle memory per container).
  *
- * Usage (set by engine/init.py): MAIN=<the command's PID> labtui-init
+ * Usage (set by engine/init.py): INIT_MAIN_PID=<the command's PID> labtui-init
  * The signals to wait for are the ones blocked when it starts: execve(2) keeps the signal mask
  * and pending signals, so nothing sent between the spawn and this exec is lost.
  *
@@ -66,16 +66,19 @@ static int reap(long main_pid) {
     }
 }
 
-/* The command's PID: the environment's MAIN=N (not an argument: /proc/1/cmdline must read
- * just "labtui-init", as the Python init made it look). */
+/* The command's PID: INIT_MAIN_PID=N, the first variable of the environment, which is otherwise
+ * the container's own (as docker-init's: /proc/1/cmdline and environ show nothing of the host;
+ * the PID is not an argument so that cmdline reads just "labtui-init"). */
 static long main_pid_from(char **envp) {
+    static const char key[] = "INIT_MAIN_PID=";
     for (; *envp; envp++) {
         const char *e = *envp;
-        if (e[0] == 'M' && e[1] == 'A' && e[2] == 'I' && e[3] == 'N' && e[4] == '=') {
-            long pid = 0;
-            for (e += 5; *e >= '0' && *e <= '9'; e++) pid = pid * 10 + (*e - '0');
-            return pid;
-        }
+        int i = 0;
+        while (key[i] && e[i] == key[i]) i++;
+        if (key[i]) continue;
+        long pid = 0;
+        for (e += i; *e >= '0' && *e <= '9'; e++) pid = pid * 10 + (*e - '0');
+        return pid;
     }
     return 0;
 }

@@ -136,7 +136,8 @@ def test_a_restart_policy_works_across_idle_phases():
     wait_monitor(cid)
     go(cid)
     wait_for(lambda: inspect(cid)["State"]["Status"] == "exited", timeout=20, what="the last exit")
-    assert inspect(cid)["State"]["ExitCode"] == 3 and inspect(cid)["RestartCount"] == 2
+    st = inspect(cid)
+    assert st["State"]["ExitCode"] == 3 and st["RestartCount"] == 2, st["State"]
 
 
 def test_a_client_wakes_the_supervisor_and_is_served():

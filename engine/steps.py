@@ -179,6 +179,17 @@ class FileSink:
             self._fds[which] = fd
         return fd
 
+    def open_all(self) -> None:
+        """Open the step files now (not at the first step): a process about to leave the host's
+        filesystem (pivot_root) keeps recording through them (engine/oci/child.py)."""
+        if self.container_log is not None:
+            self._fd("log", self.container_log)
+        self._fd("stream", paths.steps_stream())
+
+    def fds(self) -> list[int]:
+        """The descriptors this sink writes through (for a child that must keep them open)."""
+        return list(self._fds.values()) + ([self._counter_fd] if self._counter_fd is not None else [])
+
     def close(self) -> None:
         for fd in list(self._fds.values()) + ([self._counter_fd] if self._counter_fd is not None else []):
             os.close(fd)

@@ -24,10 +24,9 @@ are recorded too.
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
-import resource  # noqa: F401  (imported before pivot_root: the host's files are gone after it)
+import resource  # imported here, not lazily: after pivot_root the host's files are out of reach
 import signal
 import stat
 import sys
@@ -300,8 +299,8 @@ def mount_cgroup(rec: Recorder, dest: str, flags: int, plan: ChildPlan) -> None:
         rootfs.mount(rec, host, target, None, sc.MS_BIND | sc.MS_REC, op="bind cgroup",
                      shell=f"mount --rbind {host} {target}")
         if flags & sc.MS_RDONLY:
-            rootfs.mount(rec, None, target, None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY | rootfs.locked_flags(target),
-                         op="remount ro", shell=f"mount -o remount,bind,ro {target}")
+            flags_ro = sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY | rootfs.locked_flags(target)
+            rootfs.mount(rec, None, target, None, flags_ro, op="remount ro", shell=f"mount -o remount,bind,ro {target}")
     if len(binds) > 1 and flags & sc.MS_RDONLY:
         rootfs.mount(rec, None, dest, None, sc.MS_REMOUNT | sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC,
                      op="remount ro", shell=f"mount -o remount,ro {dest}")
@@ -352,9 +351,11 @@ def mask_path(rec: Recorder, path: str) -> None:
     if not os.path.lexists(path):
         return
     if os.path.isdir(path):
-        rootfs.mount(rec, "tmpfs", path, "tmpfs", sc.MS_RDONLY, op="mask path", shell=f"mount -t tmpfs -o ro tmpfs {path}")
+        rootfs.mount(rec, "tmpfs", path, "tmpfs", sc.MS_RDONLY, op="mask path",
+                     shell=f"mount -t tmpfs -o ro tmpfs {path}")
     else:
-        rootfs.mount(rec, "/dev/null", path, None, sc.MS_BIND, op="mask path", shell=f"mount --bind /dev/null {path}")
+        rootfs.mount(rec, "/dev/null", path, None, sc.MS_BIND, op="mask path",
+                     shell=f"mount --bind /dev/null {path}")
 
 
 # ---- the process -----------------------------------------------------------------------------------
@@ -455,6 +456,26 @@ def _may_setgroups() -> bool:
         return True
 
 
+def build_filter(rec: Recorder, cfg: dict):
+    """linux.seccomp (docker's profile format is the spec's, with extras) compiled now, loaded by
+    the container's process: one seccomp(2) call there."""
+    prof = cfg["linux"].get("seccomp")
+    if not prof:
+        return None
+    from engine import paths, seccomp
+    from engine.digest import sha256_hex
+
+    caps = (cfg["process"].get("capabilities") or {}).get("effective") or []
+    with rec.step("seccomp", "build filter", target="libseccomp", value="linux.seccomp",
+                  shell="# seccomp_init + seccomp_rule_add x N (libseccomp)") as st:
+        key = {"oci": sha256_hex(json.dumps(prof, sort_keys=True).encode()), "caps": sorted(caps)}
+        flt = seccomp.load_or_compile(key, lambda: seccomp.resolve(prof, caps),
+                                      cache=paths.lib_dir() / "seccomp-cache")
+        st["value"] = f"linux.seccomp: {flt.describe()}"
+    flt.prepare_load()
+    return flt
+
+
 def load_seccomp(rec: Recorder, flt, why: str) -> None:
     with rec.step("seccomp", "load filter", target="self", value=flt.describe(), why=why,
                   shell="# seccomp(SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_LOG, &prog)"):
@@ -527,4 +548,3 @@ def run_hooks_inside(rec: Recorder, cfg: dict) -> None:
                 raise EngineError(f"startContainer hook {h['path']} exited {st['exit_code']}")
 
 
-_ = ctypes  # ctypes is loaded before pivot_root for sc's libc calls

@@ -30,13 +30,12 @@ NSTYPE = {"user": sc.CLONE_NEWUSER, "cgroup": sc.CLONE_NEWCGROUP, "ipc": sc.CLON
 def run(rec: Recorder, st: dict, cfg: dict, proc: dict, detach: bool, pid_file: str | None,
         console_socket: str | None, write_pid_file) -> int:
     from engine import cgroups, state
-    from engine.oci import runtime
 
     cfg = dict(cfg, process=proc)
     init_pid = st["pid"]
     c = state.load(st["labtui_id"])
     procs = cgroups.for_container(c, rec).procs_paths()
-    flt = runtime._seccomp(rec, cfg)
+    flt = oci_child.build_filter(rec, cfg)
     console = None
     if console_socket:
         import socket
@@ -99,7 +98,8 @@ def _joiner_main(rec: Recorder, cfg: dict, init_pid: int, procs: list[str], flt,
     code = 125
     try:
         with rec.step("process", "prctl", target="joiner", value="PR_SET_DUMPABLE 0",
-                      shell="# prctl(PR_SET_DUMPABLE, 0): no ptrace or /proc/PID/fd from the container (CVE-2019-5736)"):
+                      shell="# prctl(PR_SET_DUMPABLE, 0): no ptrace, no /proc/PID/fd from the container "
+                            "(CVE-2019-5736)"):
             sc.prctl(sc.PR_SET_DUMPABLE, 0)
         fds = {}
         for kind in ORDER:

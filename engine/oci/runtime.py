@@ -211,7 +211,7 @@ def _spawn(rec: Recorder, b: Bundle, cid: str, cfg: dict, record: dict, console_
     nss = ocispec.ns_list(cfg)
     new = {n["type"] for n in nss if not n.get("path")}
     joins = [(n["type"], n["path"]) for n in nss if n.get("path")]
-    flt = _seccomp(rec, cfg)
+    flt = oci_child.build_filter(rec, cfg)
     cg = _cgroup(rec, cid, cfg, record, undo)
     for fifo in ("exec.fifo", "exec.result"):
         os.mkfifo(b.dir / fifo, 0o600)
@@ -335,26 +335,6 @@ def _write_maps(rec: Recorder, pid: int, linux: dict) -> None:
                 os.write(fd, lines.encode())
             finally:
                 os.close(fd)
-
-
-def _seccomp(rec: Recorder, cfg: dict):
-    """linux.seccomp (docker's profile format is the spec's, with extras) compiled now, loaded by
-    the container's process: one seccomp(2) call there."""
-    prof = cfg["linux"].get("seccomp")
-    if not prof:
-        return None
-    from engine import seccomp
-    from engine.digest import sha256_hex
-
-    caps = (cfg["process"].get("capabilities") or {}).get("effective") or []
-    with rec.step("seccomp", "build filter", target="libseccomp", value="linux.seccomp",
-                  shell="# seccomp_init + seccomp_rule_add x N (libseccomp)") as st:
-        key = {"oci": sha256_hex(json.dumps(prof, sort_keys=True).encode()), "caps": sorted(caps)}
-        flt = seccomp.load_or_compile(key, lambda: seccomp.resolve(prof, caps),
-                                      cache=paths.lib_dir() / "seccomp-cache")
-        st["value"] = f"linux.seccomp: {flt.describe()}"
-    flt.prepare_load()
-    return flt
 
 
 def _cgroup(rec: Recorder, cid: str, cfg: dict, record: dict, undo: list):

@@ -164,7 +164,7 @@ def check_process(proc: object, where: str) -> dict:
     if "oomScoreAdj" in proc and not (isinstance(proc["oomScoreAdj"], int) and -1000 <= proc["oomScoreAdj"] <= 1000):
         raise SpecError(f"{where}.oomScoreAdj", "must be an integer -1000..1000")
     cs = proc.get("consoleSize")
-    if cs is not None and not (isinstance(cs, dict) and _uint(cs.get("height"), 65535) and _uint(cs.get("width"), 65535)):
+    if cs is not None and not (isinstance(cs, dict) and all(_uint(cs.get(k), 65535) for k in ("height", "width"))):
         raise SpecError(f"{where}.consoleSize", "must be {height, width}")
     return proc
 

@@ -1,0 +1,720 @@
+"""labtui-oci, the OCI runtime command, on the real kernel: hand-made bundles (each config.json
+field checked on the kernel), lifecycle errors that change nothing, and podman driving it.
+
+The runtime is run as `python -m labtui.oci` from this tree (the installed /usr/local/bin/labtui-oci
+is the same module); podman gets a wrapper script that does the same with this run's LABTUI_ROOT.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import labtui, lib, ps_json, wait_for
+
+root = pytest.mark.root
+REPO = Path(__file__).resolve().parents[2]
+OCI = [sys.executable, "-m", "labtui.oci"]
+APPLETS = ("sh", "cat", "echo", "sleep", "id", "hostname", "ls", "mkdir", "grep", "tty", "true", "httpd", "env")
+DEFAULT_CAPS = ["CAP_CHOWN", "CAP_KILL", "CAP_NET_BIND_SERVICE", "CAP_SETUID", "CAP_SETGID"]
+
+
+def make_rootfs(d: Path) -> Path:
+    rootfs = d / "rootfs"
+    for sub in ("bin", "etc", "tmp", "proc", "sys", "dev"):
+        (rootfs / sub).mkdir(parents=True)
+    busybox = shutil.which("busybox") or "/bin/busybox"
+    shutil.copy2(busybox, rootfs / "bin" / "busybox")
+    for a in APPLETS:
+        os.symlink("busybox", rootfs / "bin" / a)
+    (rootfs / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
+    os.chmod(rootfs / "tmp", 0o1777)
+    return rootfs
+
+
+def base_config(args: list[str]) -> dict:
+    """What `runc spec` writes, reduced: the namespaces, the standard mounts, a few capabilities."""
+    return {
+        "ociVersion": "1.0.2",
+        "process": {"terminal": False, "user": {"uid": 0, "gid": 0}, "args": args,
+                    "env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"], "cwd": "/",
+                    "capabilities": {k: list(DEFAULT_CAPS) for k in ("bounding", "effective", "permitted")},
+                    "noNewPrivileges": True},
+        "root": {"path": "rootfs"},
+        "hostname": "ocibox",
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+             "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+            {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+             "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]},
+            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+             "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+            {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
+        ],
+        "linux": {"namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount")],
+                  "maskedPaths": ["/proc/keys"], "readonlyPaths": ["/proc/sys"]},
+    }
+
+
+class Oci:
+    """One test's runtime: its own --root, bundles under a temporary directory, and everything
+    created removed at the end (delete --force), whatever the test did."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.root = tmp / "state"
+        self.ids: list[str] = []
+
+    def __call__(self, *args: str, check: bool = True, stdout=None, timeout: float = 60,
+                 **kw) -> subprocess.CompletedProcess:
+        # Files, not pipes: the container's process inherits the runtime's stdio (as conmon's
+        # pipes), so a pipe would not reach EOF when the runtime exits.
+        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+            p = subprocess.run(OCI + ["--root", str(self.root), *args], cwd=REPO, stdin=subprocess.DEVNULL,
+                               stdout=stdout if stdout is not None else out, stderr=err, timeout=timeout, **kw)
+            out.seek(0)
+            err.seek(0)
+            p.stdout, p.stderr = out.read(), err.read()
+        if check and p.returncode != 0:
+            raise AssertionError(f"labtui-oci {' '.join(args)} exited {p.returncode}: {p.stderr}")
+        return p
+
+    def bundle(self, name: str, cfg: dict) -> Path:
+        b = self.tmp / name
+        if not (b / "rootfs").exists():
+            make_rootfs(b)
+        (b / "config.json").write_text(json.dumps(cfg))
+        return b
+
+    def create(self, cid: str, cfg: dict, out: Path | None = None, **kw) -> int:
+        b = self.bundle(cid, cfg)
+        pidfile = self.tmp / f"{cid}.pid"
+        self.ids.append(cid)
+        with open(out or os.devnull, "w") as f:
+            self("create", cid, "--bundle", str(b), "--pid-file", str(pidfile), stdout=f, **kw)
+        return int(pidfile.read_text())
+
+    def run(self, cid: str, cfg: dict) -> tuple[int, Path]:
+        """create + start; returns the PID and the file the command's stdout goes to."""
+        out = self.tmp / f"{cid}.out"
+        pid = self.create(cid, cfg, out)
+        self("start", cid)
+        return pid, out
+
+    def state(self, cid: str) -> dict:
+        return json.loads(self("state", cid).stdout)
+
+    def cleanup(self) -> None:
+        for cid in self.ids:
+            self("delete", "--force", cid, check=False)
+
+
+@pytest.fixture
+def oci():
+    tmp = Path(tempfile.mkdtemp(prefix="labtui-oci-", dir="/var/tmp"))
+    tmp.chmod(0o755)  # a user namespace's root (an unprivileged host uid) must reach its rootfs
+    o = Oci(tmp)
+    yield o
+    o.cleanup()
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def status(pid: int) -> dict[str, str]:
+    with open(f"/proc/{pid}/status") as f:
+        return dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+
+
+def mountinfo(pid: int) -> list[list[str]]:
+    with open(f"/proc/{pid}/mountinfo") as f:
+        return [line.split() for line in f]
+
+
+def mount_at(pid: int, point: str) -> list[str]:
+    found = [m for m in mountinfo(pid) if m[4] == point]
+    assert found, f"nothing mounted at {point}"
+    return found[-1]
+
+
+def steps_of(cid: str) -> list[dict]:
+    from engine.oci.runtime import labtui_id
+
+    with open(lib() / "containers" / labtui_id(cid) / "steps.jsonl") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def mask(names: list[str]) -> int:
+    from engine.capabilities import CAP_BITS
+
+    return sum(1 << CAP_BITS[n] for n in names)
+
+
+def wait_exit(pid: int, timeout: float = 10) -> None:
+    wait_for(lambda: not os.path.exists(f"/proc/{pid}") or status(pid).get("State", "").startswith("Z"),
+             timeout, what=f"pid {pid} to exit")
+
+
+# ---- the lifecycle ---------------------------------------------------------------------------------------
+
+@root
+def test_create_blocks_before_execve_then_start_runs_the_command(oci):
+    cfg = base_config(["sh", "-c", "echo started as $$; sleep 600; true"])
+    out = oci.tmp / "c1.out"
+    pid = oci.create("c1", cfg, out)
+    st = oci.state("c1")
+    assert st["status"] == "created" and st["pid"] == pid and st["bundle"] == str(oci.tmp / "c1")
+    # set up, not yet the command: still labtui's process, no output
+    assert status(pid)["Name"] == "labtui-oci-init"
+    assert out.read_text() == ""
+    [c] = [c for c in ps_json() if c["Names"] == "c1"]
+    assert c["State"] == "created"
+    oci("start", "c1")
+    assert oci.state("c1")["status"] == "running"
+    wait_for(lambda: out.read_text(), what="output")
+    assert out.read_text() == "started as 1\n"  # PID 1 is the command itself: no labtui init
+    assert status(pid)["Name"] == "sh"
+    [c] = [c for c in ps_json() if c["Names"] == "c1"]
+    assert c["State"] == "running"
+    ops = [(s["mechanism"], s["op"]) for s in steps_of("c1")]
+    for want in [("namespace", "clone"), ("rootfs", "pivot_root"), ("cgroup", "mkdir"), ("exec", "execve"),
+                 ("process", "write")]:
+        assert want in ops, want
+    assert ops.index(("namespace", "clone")) < ops.index(("rootfs", "pivot_root")) < ops.index(("exec", "execve"))
+    oci("kill", "c1", "KILL")
+    wait_exit(pid)
+    assert oci.state("c1")["status"] == "stopped"
+    oci("delete", "c1")
+    assert not (oci.root / "c1").exists()
+    assert [c for c in ps_json() if c["Names"] == "c1"] == []
+
+
+@root
+def test_lifecycle_errors_change_nothing(oci):
+    pid, _ = oci.run("c2", base_config(["sleep", "600"]))
+    before = oci.state("c2")
+    p = oci("start", "c2", check=False)
+    assert p.returncode == 125 and "cannot start container c2: it is running" in p.stderr
+    p = oci("delete", "c2", check=False)
+    assert p.returncode == 125 and "it is running" in p.stderr
+    assert oci.state("c2") == before and os.path.exists(f"/proc/{pid}")
+    p = oci("create", "c2", "--bundle", str(oci.tmp / "c2"), check=False)
+    assert p.returncode == 125 and "already exists" in p.stderr
+    assert oci.state("c2") == before
+    oci("kill", "c2", "KILL")
+    wait_exit(pid)
+    p = oci("kill", "c2", "TERM", check=False)
+    assert p.returncode == 125 and "it is stopped" in p.stderr
+    p = oci("start", "c2", check=False)
+    assert p.returncode == 125 and "it is stopped" in p.stderr
+    for args in (("state", "nope"), ("start", "nope"), ("kill", "nope"), ("delete", "nope")):
+        p = oci(*args, check=False)
+        assert p.returncode == 125 and "container nope does not exist" in p.stderr, args
+
+
+@root
+@pytest.mark.parametrize(("change", "field"), [
+    (lambda c: c["process"].pop("args"), "process.args"),
+    (lambda c: c["process"].update(cwd="relative"), "process.cwd"),
+    (lambda c: c["linux"]["namespaces"].append({"type": "time-travel"}), "linux.namespaces[5].type"),
+    (lambda c: c["mounts"].append({"destination": "tmp"}), "mounts[5].destination"),
+    (lambda c: c["process"]["capabilities"]["bounding"].append("CAP_FLY"), "process.capabilities.bounding"),
+    (lambda c: c["process"].update(rlimits=[{"type": "RLIMIT_NOFILE", "soft": 10, "hard": 5}]),
+     "process.rlimits[0].soft"),
+    (lambda c: c["linux"].update(resources={"memory": {"limit": 1000}}), "linux.resources.memory.limit"),
+    (lambda c: c["linux"].update(seccomp={"defaultAction": "SCMP_ACT_NOPE"}), "linux.seccomp"),
+    (lambda c: c.update(hooks={"prestart": [{"path": "relative"}]}), "hooks.prestart[0].path"),
+    (lambda c: c["linux"].update(cgroupsPath="machine.slice:libpod:x"), "linux.cgroupsPath"),
+])
+def test_an_invalid_config_names_the_field_and_leaves_nothing(oci, change, field):
+    cfg = base_config(["true"])
+    change(cfg)
+    b = oci.bundle("bad", cfg)
+    p = oci("create", "bad", "--bundle", str(b), check=False)
+    assert p.returncode == 125, p.stderr
+    assert f"config.json: {field}:" in p.stderr
+    assert "Traceback" not in p.stderr
+    assert not (oci.root / "bad").exists()
+    assert [c for c in ps_json() if c["Names"] == "bad"] == []
+
+
+@root
+def test_a_missing_command_fails_create_with_127_and_leaves_nothing(oci):
+    b = oci.bundle("nocmd", base_config(["no-such-command"]))
+    p = oci("create", "nocmd", "--bundle", str(b), check=False)
+    assert p.returncode == 127 and 'exec: "no-such-command": executable file not found in $PATH' in p.stderr
+    assert not (oci.root / "nocmd").exists()
+    assert [c for c in ps_json() if c["Names"] == "nocmd"] == []
+    from engine.oci.runtime import labtui_id
+
+    assert not [d for d in Path("/sys/fs/cgroup/memory", os.environ["LABTUI_CGROUP_PARENT"]).glob("*")
+                if d.name == labtui_id("nocmd")]
+
+
+@root
+def test_global_flags_features_and_version(oci):
+    p = oci("--systemd-cgroup", "create", "x", "--bundle", str(oci.tmp), check=False)
+    assert p.returncode == 125 and "--systemd-cgroup is not supported" in p.stderr
+    feats = json.loads(oci("features").stdout)
+    assert feats["linux"]["namespaces"] == sorted(["cgroup", "ipc", "mount", "network", "pid", "user", "uts"])
+    assert "createRuntime" in feats["hooks"] and feats["linux"]["seccomp"]["enabled"] is True
+    assert "labtui-oci" in oci("--version").stdout
+    log = oci.tmp / "oci.log"
+    p = oci("--log", str(log), "--log-format", "json", "state", "ghost", check=False)
+    assert p.returncode == 125
+    recs = [json.loads(line) for line in log.read_text().splitlines()]
+    assert recs[-1]["level"] == "error" and "ghost does not exist" in recs[-1]["msg"]
+
+
+# ---- config.json, field by field, read back from the kernel -----------------------------------------------
+
+@root
+def test_namespaces_new_and_joined_by_path(oci):
+    first, _ = oci.run("ns1", base_config(["sleep", "600"]))
+    cfg = base_config(["sleep", "600"])
+    cfg["linux"]["namespaces"] = [{"type": "pid"}, {"type": "mount"}, {"type": "uts"},
+                                  {"type": "network", "path": f"/proc/{first}/ns/net"},
+                                  {"type": "ipc", "path": f"/proc/{first}/ns/ipc"}, {"type": "cgroup"}]
+    second, _ = oci.run("ns2", cfg)
+    ino = lambda pid, k: os.stat(f"/proc/{pid}/ns/{k}").st_ino  # noqa: E731
+    for k in ("net", "ipc"):
+        assert ino(second, k) == ino(first, k) != ino(os.getpid(), k)
+    for k in ("pid", "mnt", "uts", "cgroup"):
+        assert ino(second, k) != ino(first, k) or k == "cgroup"
+        assert ino(second, k) != ino(os.getpid(), k)
+    assert status(second)["NSpid"].split()[-1] == "1"
+    assert ("namespace", "setns") in [(s["mechanism"], s["op"]) for s in steps_of("ns2")]
+    # a new cgroup namespace: the process sees its own cgroup as the root
+    with open(f"/proc/{second}/cgroup") as f:
+        host_view = f.read()
+    # /proc/PID/cgroup shows paths relative to the reader's cgroup namespace
+    inside = subprocess.run(["nsenter", "-t", str(second), "-C", "cat", f"/proc/{second}/cgroup"],
+                            capture_output=True, text=True).stdout
+    assert ":memory:/" + os.environ["LABTUI_CGROUP_PARENT"] + "/" in host_view
+    assert ":memory:/\n" in inside
+
+
+@root
+def test_user_namespace_with_uid_and_gid_mappings(oci):
+    cfg = base_config(["sleep", "600"])
+    cfg["linux"]["namespaces"].append({"type": "user"})
+    cfg["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 231072, "size": 65536}]
+    cfg["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 231072, "size": 65536}]
+    cfg["process"]["noNewPrivileges"] = True
+    pid, _ = oci.run("user1", cfg)
+    with open(f"/proc/{pid}/uid_map") as f:
+        assert f.read().split() == ["0", "231072", "65536"]
+    with open(f"/proc/{pid}/gid_map") as f:
+        assert f.read().split() == ["0", "231072", "65536"]
+    assert status(pid)["Uid"].split()[0] == "231072"  # container root is an unprivileged host uid
+    assert os.stat(f"/proc/{pid}/ns/user").st_ino != os.stat("/proc/self/ns/user").st_ino
+
+
+@root
+def test_hostname_domainname_sysctl_and_annotations(oci):
+    cfg = base_config(["sleep", "600"])
+    cfg["domainname"] = "lab.example"
+    cfg["linux"]["sysctl"] = {"net.ipv4.ip_forward": "1", "kernel.shmmni": "1234"}
+    cfg["annotations"] = {"org.example.course": "containers-101"}
+    pid, _ = oci.run("uts1", cfg)
+    got = subprocess.run(["nsenter", "-t", str(pid), "-u", "-n", "-i", "sh", "-c",
+                          "hostname; cat /proc/sys/kernel/domainname /proc/sys/net/ipv4/ip_forward "
+                          "/proc/sys/kernel/shmmni"], capture_output=True, text=True).stdout.split()
+    assert got == ["ocibox", "lab.example", "1", "1234"]
+    with open("/proc/sys/kernel/shmmni") as f:
+        assert f.read().strip() != "1234"  # the host's IPC namespace is untouched
+    assert oci.state("uts1")["annotations"] == {"org.example.course": "containers-101"}
+
+
+@root
+def test_mounts_root_readonly_masked_and_readonly_paths(oci):
+    cfg = base_config(["sleep", "600"])
+    data = oci.tmp / "data"
+    data.mkdir()
+    (data / "f").write_text("from the host\n")
+    cfg["root"]["readonly"] = True
+    cfg["mounts"] += [{"destination": "/data", "type": "bind", "source": str(data), "options": ["rbind", "ro"]},
+                      {"destination": "/scratch", "type": "tmpfs", "source": "tmpfs",
+                       "options": ["nosuid", "nodev", "size=1m", "mode=700"]}]
+    cfg["linux"]["maskedPaths"] = ["/proc/keys", "/proc/scsi-nonexistent", "/sys/firmware"]
+    cfg["linux"]["readonlyPaths"] = ["/proc/sys", "/proc/sysrq-trigger"]
+    pid, _ = oci.run("mnt1", cfg)
+    root_mnt = mount_at(pid, "/")
+    assert "ro" in root_mnt[5].split(",")
+    d = mount_at(pid, "/data")
+    assert "ro" in d[5].split(",")
+    with open(f"/proc/{pid}/root/data/f") as f:
+        assert f.read() == "from the host\n"
+    s = mount_at(pid, "/scratch")
+    assert s[s.index("-") + 1] == "tmpfs" and "size=1024k" in s[-1] and "mode=700" in s[-1]
+    assert "nosuid" in s[5] and "nodev" in s[5]
+    assert os.stat(f"/proc/{pid}/root/proc/keys").st_rdev == os.makedev(1, 3)  # /dev/null over it
+    fw = mount_at(pid, "/sys/firmware")
+    assert fw[fw.index("-") + 1] == "tmpfs" and "ro" in fw[5].split(",")
+    assert "ro" in mount_at(pid, "/proc/sys")[5].split(",")
+    assert not [m for m in mountinfo(pid) if m[4] == "/proc/scsi-nonexistent"]
+    # none of it is in the host's mount table
+    with open("/proc/self/mountinfo") as f:
+        assert str(data) not in f.read()
+
+
+@root
+def test_devices_and_the_device_cgroup(oci):
+    cfg = base_config(["sleep", "600"])
+    cfg["linux"]["devices"] = [{"path": "/dev/myfull", "type": "c", "major": 1, "minor": 7, "fileMode": 0o640,
+                                "uid": 0, "gid": 0}]
+    cfg["linux"]["resources"] = {"devices": [{"allow": False, "access": "rwm"}]}
+    pid, _ = oci.run("dev1", cfg)
+    st = os.stat(f"/proc/{pid}/root/dev/myfull")
+    assert stat.S_ISCHR(st.st_mode) and st.st_rdev == os.makedev(1, 7) and stat.S_IMODE(st.st_mode) == 0o640
+    for name in ("null", "zero", "urandom", "tty"):
+        assert stat.S_ISCHR(os.stat(f"/proc/{pid}/root/dev/{name}").st_mode)
+    assert os.readlink(f"/proc/{pid}/root/dev/ptmx") == "pts/ptmx"
+    from engine.oci.runtime import labtui_id
+
+    devdir = Path("/sys/fs/cgroup/devices", os.environ["LABTUI_CGROUP_PARENT"], labtui_id("dev1"))
+    rules = set((devdir / "devices.list").read_text().split("\n"))
+    assert "c 1:7 rwm" in rules and "c 1:3 rwm" in rules and "a *:* rwm" not in rules
+    with open(f"/proc/{pid}/cgroup") as f:
+        assert f"devices:/{os.environ['LABTUI_CGROUP_PARENT']}/{labtui_id('dev1')}" in f.read()
+
+
+@root
+def test_resources_and_cgroups_path(oci):
+    cfg = base_config(["sleep", "600"])
+    parent = os.environ["LABTUI_CGROUP_PARENT"] + "-oci"
+    cfg["linux"]["cgroupsPath"] = f"/{parent}/my-box"
+    cfg["linux"]["resources"] = {"memory": {"limit": 64 << 20, "swap": 128 << 20},
+                                 "cpu": {"shares": 512, "quota": 50000, "period": 100000}, "pids": {"limit": 77}}
+    cfg["mounts"].append({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+                          "options": ["nosuid", "noexec", "nodev", "ro"]})
+    pid, _ = oci.run("res1", cfg)
+    base = Path("/sys/fs/cgroup")
+    try:
+        assert (base / "memory" / parent / "my-box" / "memory.limit_in_bytes").read_text().strip() == str(64 << 20)
+        assert (base / "memory" / parent / "my-box" / "memory.memsw.limit_in_bytes").read_text().strip() \
+            in (str(128 << 20),) or not (base / "memory" / parent / "my-box" / "memory.memsw.limit_in_bytes").exists()
+        assert (base / "cpu" / parent / "my-box" / "cpu.shares").read_text().strip() == "512"
+        assert (base / "cpu" / parent / "my-box" / "cpu.cfs_quota_us").read_text().strip() == "50000"
+        assert (base / "pids" / parent / "my-box" / "pids.max").read_text().strip() == "77"
+        with open(f"/proc/{pid}/cgroup") as f:
+            assert f"memory:/{parent}/my-box" in f.read()
+        # the cgroup mount shows the container its own directory, read-only
+        with open(f"/proc/{pid}/root/sys/fs/cgroup/memory/memory.limit_in_bytes") as f:
+            assert f.read().strip() == str(64 << 20)
+        assert "ro" in mount_at(pid, "/sys/fs/cgroup/memory")[5].split(",")
+        oci("delete", "--force", "res1")
+        assert not (base / "memory" / parent / "my-box").exists()
+    finally:
+        for ctrl in os.listdir(base):
+            d = base / ctrl / parent
+            if d.is_dir() and not (d / "my-box").exists():
+                os.rmdir(d)
+
+
+@root
+def test_capabilities_user_rlimits_no_new_privileges_and_oom_score(oci):
+    cfg = base_config(["sleep", "600"])
+    proc = cfg["process"]
+    proc["user"] = {"uid": 1000, "gid": 1000, "additionalGids": [5, 27], "umask": 0o27}
+    proc["capabilities"] = {"bounding": ["CAP_NET_BIND_SERVICE", "CAP_KILL", "CAP_CHOWN"],
+                            "permitted": ["CAP_NET_BIND_SERVICE", "CAP_KILL"], "effective": ["CAP_NET_BIND_SERVICE"],
+                            "inheritable": ["CAP_NET_BIND_SERVICE"], "ambient": ["CAP_NET_BIND_SERVICE"]}
+    proc["rlimits"] = [{"type": "RLIMIT_NOFILE", "soft": 321, "hard": 654}, {"type": "RLIMIT_NPROC", "soft": 99,
+                                                                               "hard": 99}]
+    proc["noNewPrivileges"] = True
+    proc["oomScoreAdj"] = 123
+    pid, _ = oci.run("cap1", cfg)
+    st = status(pid)
+    assert st["Uid"].split() == ["1000"] * 4 and st["Gid"].split() == ["1000"] * 4
+    assert st["Groups"].split() == ["5", "27"]
+    assert int(st["CapBnd"], 16) == mask(["CAP_NET_BIND_SERVICE", "CAP_KILL", "CAP_CHOWN"])
+    # after execve a non-root process keeps what is ambient: permitted = effective = ambient
+    assert int(st["CapAmb"], 16) == mask(["CAP_NET_BIND_SERVICE"])
+    assert int(st["CapEff"], 16) == int(st["CapPrm"], 16) == mask(["CAP_NET_BIND_SERVICE"])
+    assert int(st["CapInh"], 16) == mask(["CAP_NET_BIND_SERVICE"])
+    assert st["NoNewPrivs"] == "1" and st["Umask"] == "0027"
+    with open(f"/proc/{pid}/limits") as f:
+        limits = f.read()
+    assert [ln.split()[3:5] for ln in limits.splitlines() if ln.startswith("Max open files")] == [["321", "654"]]
+    assert [ln.split()[2:4] for ln in limits.splitlines() if ln.startswith("Max processes")] == [["99", "99"]]
+    with open(f"/proc/{pid}/oom_score_adj") as f:
+        assert f.read().strip() == "123"
+
+
+@root
+@pytest.mark.parametrize("nnp", [True, False])
+def test_seccomp_profile_is_loaded_and_denies(oci, nnp):
+    cfg = base_config(["sh", "-c", "mkdir /tmp/x 2>&1; echo rc=$?; sleep 600"])
+    cfg["process"]["noNewPrivileges"] = nnp
+    if not nnp:
+        cfg["process"]["capabilities"] = {k: list(DEFAULT_CAPS) + ["CAP_SYS_ADMIN"]
+                                          for k in ("bounding", "effective", "permitted")}
+    cfg["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64"],
+                               "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO",
+                                             "errnoRet": 1}]}
+    pid, out = oci.run(f"sec{int(nnp)}", cfg)
+    wait_for(lambda: "rc=" in out.read_text(), what="the command's output")
+    assert "Operation not permitted" in out.read_text() and "rc=1" in out.read_text()
+    st = status(pid)
+    assert st["Seccomp"] == "2" and int(st["Seccomp_filters"]) >= 1
+    assert st["NoNewPrivs"] == ("1" if nnp else "0")
+    loads = [s for s in steps_of(f"sec{int(nnp)}") if s["op"] == "load filter"]
+    assert len(loads) == 1 and loads[0]["result"] == "ok"
+
+
+@root
+def test_hooks_get_the_state_on_stdin(oci):
+    out = oci.tmp / "hooks"
+    out.mkdir()
+    script = oci.tmp / "hook.sh"
+    script.write_text(f"#!/bin/sh\ncat > {out}/$1.json\n")
+    script.chmod(0o755)
+    cfg = base_config(["sleep", "600"])
+    cfg["hooks"] = {k: [{"path": str(script), "args": ["hook.sh", k]}]
+                    for k in ("prestart", "createRuntime", "createContainer", "poststart", "poststop")}
+    pid = oci.create("hk1", cfg)
+    for k in ("prestart", "createRuntime", "createContainer"):
+        got = json.loads((out / f"{k}.json").read_text())
+        assert got["id"] == "hk1" and got["pid"] == pid and got["status"] == "creating"
+    assert not (out / "poststart.json").exists()
+    oci("start", "hk1")
+    assert json.loads((out / "poststart.json").read_text())["status"] == "running"
+    oci("delete", "--force", "hk1")
+    assert json.loads((out / "poststop.json").read_text())["status"] == "stopped"
+    # a failing hook fails create, and nothing is left
+    bad = dict(cfg, hooks={"createRuntime": [{"path": "/bin/false"}]})
+    b = oci.bundle("hk2", bad)
+    p = oci("create", "hk2", "--bundle", str(b), check=False)
+    assert p.returncode == 125 and "createRuntime hook /bin/false exited 1" in p.stderr
+    assert not (oci.root / "hk2").exists()
+
+
+@root
+def test_console_socket_gets_the_terminal_master(oci):
+    sock_path = oci.tmp / "console.sock"
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(str(sock_path))
+    srv.listen(1)
+    cfg = base_config(["sh", "-c", "tty; echo cols=$(stty size 2>/dev/null); sleep 600"])
+    cfg["process"]["terminal"] = True
+    cfg["process"]["consoleSize"] = {"height": 30, "width": 100}
+    b = oci.bundle("tty1", cfg)
+    oci.ids.append("tty1")
+    oci("create", "tty1", "--bundle", str(b), "--console-socket", str(sock_path))
+    conn, _ = srv.accept()
+    _, fds, _, _ = socket.recv_fds(conn, 16, 1)
+    master = fds[0]
+    try:
+        oci("start", "tty1")
+        data = b""
+        deadline = time.monotonic() + 10
+        while b"/dev/pts/0" not in data and time.monotonic() < deadline:
+            data += os.read(master, 1024)
+        assert b"/dev/pts/0" in data
+    finally:
+        os.close(master)
+        conn.close()
+        srv.close()
+
+
+@root
+def test_exec_joins_the_running_container(oci):
+    pid, _ = oci.run("ex1", base_config(["sleep", "600"]))
+    proc = {"args": ["sh", "-c", "echo pid=$$ host=$(hostname); cat /proc/1/cmdline; exit 7"],
+            "env": ["PATH=/bin"], "cwd": "/tmp", "user": {"uid": 0, "gid": 0}}
+    pf = oci.tmp / "proc.json"
+    pf.write_text(json.dumps(proc))
+    p = oci("exec", "--process", str(pf), "ex1", check=False)
+    assert p.returncode == 7
+    assert "host=ocibox" in p.stdout and "sleep600" in p.stdout.replace("\0", "")
+    epid = oci.tmp / "exec.pid"
+    oci("exec", "--detach", "--pid-file", str(epid), "ex1", "sleep", "300")
+    xp = int(epid.read_text())
+    assert os.stat(f"/proc/{xp}/ns/pid").st_ino == os.stat(f"/proc/{pid}/ns/pid").st_ino
+    assert os.stat(f"/proc/{xp}/ns/mnt").st_ino == os.stat(f"/proc/{pid}/ns/mnt").st_ino
+    with open(f"/proc/{xp}/cgroup") as f1, open(f"/proc/{pid}/cgroup") as f2:
+        assert f1.read() == f2.read()
+    os.kill(xp, signal.SIGKILL)
+    p = oci("exec", "ex1", "no-such-thing", check=False)
+    assert p.returncode == 127 and "executable file not found" in p.stderr
+
+
+@root
+def test_kill_all_and_delete_force_leave_nothing(oci):
+    pid, _ = oci.run("k1", base_config(["sh", "-c", "sleep 600 & sleep 600"]))
+    from engine.oci.runtime import labtui_id
+
+    cid = labtui_id("k1")
+    oci("kill", "--all", "k1", "KILL")
+    wait_exit(pid)
+    oci("delete", "k1")
+    assert not (lib() / "containers" / cid).exists()
+    assert not Path("/sys/fs/cgroup/memory", os.environ["LABTUI_CGROUP_PARENT"], cid).exists()
+    # a created (never started) container may be deleted without --force, as runc allows
+    pid2 = oci.create("k2", base_config(["sleep", "600"]))
+    oci("delete", "k2")
+    wait_exit(pid2)
+    assert not (oci.root / "k2").exists()
+    assert labtui("ps", "-a", "--format", "json").stdout.count('"k2"') == 0
+
+
+# ---- podman, end to end ---------------------------------------------------------------------------------
+
+PODMAN = shutil.which("podman")
+ULIMITS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=4096:4096"]
+
+
+class Podman:
+    """podman with its own store, run dir, locks, network configuration and bridge (zzocip0 on
+    10.213.57.0/24) in a temporary directory: nothing of a podman store a lab VM has is touched."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        for d in ("tmp", "net"):
+            (tmp / d).mkdir(parents=True)
+        self.wrapper = tmp / "labtui-oci"
+        self.wrapper.write_text(
+            "#!/bin/sh\n"
+            f"export LABTUI_ROOT={os.environ['LABTUI_ROOT']} "
+            f"LABTUI_CGROUP_PARENT={os.environ['LABTUI_CGROUP_PARENT']}\n"
+            f"export PYTHONPATH={REPO}\n"
+            f"exec {sys.executable} -m labtui.oci \"$@\"\n")
+        self.wrapper.chmod(0o755)
+        (tmp / "containers.conf").write_text(
+            f'[engine]\nlock_type = "file"\ntmp_dir = "{tmp}/tmp"\nevents_logger = "none"\n'
+            f'cgroup_manager = "cgroupfs"\n[network]\nnetwork_backend = "netavark"\n'
+            f'network_config_dir = "{tmp}/net"\n')
+        (tmp / "net" / "zzoci.json").write_text(json.dumps({
+            "name": "zzoci", "id": os.urandom(32).hex(), "driver": "bridge", "network_interface": "zzocip0",
+            "created": "2026-01-01T00:00:00Z", "subnets": [{"subnet": "10.213.57.0/24", "gateway": "10.213.57.1"}],
+            "ipv6_enabled": False, "internal": False, "dns_enabled": False, "ipam_options": {"driver": "host-local"}}))
+        self.env = dict(os.environ, CONTAINERS_CONF=str(tmp / "containers.conf"))
+
+    def __call__(self, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
+        cmd = [PODMAN, "--root", str(self.tmp / "store"), "--runroot", str(self.tmp / "run"),
+               "--runtime", str(self.wrapper), *args]
+        p = subprocess.run(cmd, env=self.env, capture_output=True, text=True, timeout=timeout,
+                           stdin=subprocess.DEVNULL)
+        if check and p.returncode != 0:
+            raise AssertionError(f"podman {' '.join(args)} exited {p.returncode}: {p.stdout}\n{p.stderr}")
+        return p
+
+    def import_busybox(self) -> None:
+        rootfs = make_rootfs(self.tmp / "img")
+        tar = self.tmp / "busybox.tar"
+        subprocess.run(["tar", "-C", str(rootfs), "-cf", str(tar), "."], check=True)
+        self("import", str(tar), "localhost/labtui-busybox")
+
+    def cleanup(self) -> None:
+        self("rm", "--all", "--force", "--time", "0", check=False)
+        self("rmi", "--all", "--force", check=False)
+        with open("/proc/self/mountinfo") as f:
+            points = [ln.split()[4] for ln in f if str(self.tmp) in ln.split()[4]]
+        for m in sorted(points, reverse=True):
+            subprocess.run(["umount", "-l", m], check=False)
+        if os.path.exists("/sys/class/net/zzocip0"):
+            subprocess.run(["ip", "link", "del", "zzocip0"], check=False)
+
+
+@pytest.fixture(scope="module")
+def podman():
+    if PODMAN is None:
+        pytest.skip("podman is not installed (scripts/install installs it with LABTUI_TEST_DEPS=1)")
+    tmp = Path(tempfile.mkdtemp(prefix="labtui-podman-", dir="/var/tmp"))
+    pm = Podman(tmp)
+    try:
+        pm.import_busybox()
+        yield pm
+    finally:
+        pm.cleanup()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _labtui_names() -> set[str]:
+    return {c["Names"] for c in ps_json()}
+
+
+@root
+@pytest.mark.slow
+def test_podman_run_rm_echo_hello(podman):
+    p = podman("run", "--rm", *ULIMITS, "localhost/labtui-busybox", "echo", "hello")
+    assert p.stdout == "hello\n"
+    assert podman("ps", "-aq").stdout.strip() == ""
+    wait_for(lambda: not [n for n in _labtui_names() if n.startswith("podman-")], what="the container removed")
+    p = podman("run", "--rm", *ULIMITS, "localhost/labtui-busybox", "no-such-command", check=False)
+    assert p.returncode == 127 and "executable file not found" in p.stderr
+
+
+@root
+@pytest.mark.slow
+def test_podman_detach_exec_logs_stop_rm_and_steps(podman):
+    cid = podman("run", "-d", "--name", "zzoci-web", *ULIMITS, "localhost/labtui-busybox", "sh", "-c",
+                 "echo out-line; echo err-line >&2; trap 'exit 0' TERM; while true; do sleep 1; done").stdout.strip()
+    name = f"podman-{cid[:12]}"
+    try:
+        assert name in _labtui_names()
+        c = [c for c in ps_json() if c["Names"] == name][0]
+        assert c["State"] == "running" and c["Id"].startswith(cid[:12])
+        steps = [(s["mechanism"], s["op"]) for s in steps_of(cid)]
+        assert ("namespace", "clone") in steps and ("exec", "execve") in steps and ("rootfs", "pivot_root") in steps
+        p = podman("exec", "zzoci-web", "sh", "-c", "echo in-$(hostname); exit 4", check=False)
+        assert p.returncode == 4 and p.stdout == f"in-{cid[:12]}\n"
+        p = podman("exec", "-t", "zzoci-web", "tty")
+        assert p.stdout.strip() == "/dev/pts/0"
+        wait_for(lambda: "err-line" in podman("logs", "zzoci-web").stderr + podman("logs", "zzoci-web").stdout,
+                 what="logs")
+        logs = podman("logs", "zzoci-web")
+        assert "out-line" in logs.stdout + logs.stderr
+        podman("stop", "-t", "5", "zzoci-web")
+        state = json.loads(podman("inspect", "zzoci-web").stdout)[0]["State"]
+        assert state["Status"] == "exited" and state["ExitCode"] == 0
+        # podman's cleanup deletes the runtime's container once it has stopped (its own record
+        # stays until `podman rm`): the labtui container goes with it, its steps stay on the stream
+        wait_for(lambda: name not in _labtui_names(), what="the runtime's delete after stop")
+        with open(lib() / "steps.jsonl") as f:
+            assert sum(1 for line in f if cid in line and '"execve"' in line) >= 3  # run and two execs
+        podman("rm", "zzoci-web")
+        assert "zzoci-web" not in podman("ps", "-a").stdout
+    finally:
+        podman("rm", "-f", "-t", "0", "zzoci-web", check=False)
+
+
+@root
+@pytest.mark.slow
+def test_podman_published_port_and_memory_limit(podman):
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cid = podman("run", "-d", "--name", "zzoci-httpd", *ULIMITS, "--network", "zzoci", "-p", f"127.0.0.1:{port}:80",
+                 "--memory", "64m", "localhost/labtui-busybox", "httpd", "-f", "-p", "80", "-h", "/etc").stdout.strip()
+    try:
+        def fetch():
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/hostname", timeout=2) as r:
+                    return r.read().decode()
+            except OSError:
+                return None
+
+        assert wait_for(fetch, 15, 0.2, what="the published port").strip() == cid[:12]
+        p = podman("exec", "zzoci-httpd", "cat", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
+        assert p.stdout.strip() == str(64 << 20)
+        with open(f"/proc/{json.loads(podman('inspect', cid).stdout)[0]['State']['Pid']}/cgroup") as f:
+            assert f"memory:/libpod_parent/libpod-{cid}" in f.read()
+        assert Path(f"/sys/fs/cgroup/memory/libpod_parent/libpod-{cid}/memory.limit_in_bytes").read_text().strip() \
+            == str(64 << 20)
+    finally:
+        podman("rm", "-f", "-t", "0", "zzoci-httpd", check=False)
+    assert not Path(f"/sys/fs/cgroup/memory/libpod_parent/libpod-{cid}").exists()

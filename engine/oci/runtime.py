@@ -130,10 +130,12 @@ def create(root: Path, oci_id: str, bundle: str, pid_file: str | None = None,
     b = Bundle(root, oci_id)
     bundle = os.path.realpath(bundle)
     cfg = ocispec.load(bundle)
-    if b.dir.exists():
-        raise Conflict(f"container {oci_id} already exists")
     paths.ensure_dirs()
-    b.dir.mkdir(parents=True, mode=0o711)
+    Path(root).mkdir(parents=True, exist_ok=True)
+    try:
+        b.dir.mkdir(mode=0o711)  # atomic: of two creates of one ID, one wins
+    except FileExistsError:
+        raise Conflict(f"container {oci_id} already exists") from None
     cid = labtui_id(oci_id)
     undo: list = [lambda: shutil.rmtree(b.dir, ignore_errors=True)]
     try:

@@ -37,7 +37,7 @@ from pathlib import Path
 
 from engine import events, paths, state
 from engine import syscalls as sc
-from engine.errors import Conflict, EngineError, InvalidArgument, NotFound
+from engine.errors import Conflict, EngineError, InvalidArgument, NotFound, StepError
 from engine.oci import spec as ocispec
 from engine.steps import FileSink, Recorder
 
@@ -504,19 +504,26 @@ def kill(root: Path, oci_id: str, sig: str = "SIGTERM", all_: bool = False) -> N
     if status == STOPPED:
         raise Conflict(f"cannot kill container {oci_id}: it is stopped")
     rec = _recorder(st["labtui_id"])
-    targets = [st["pid"]]
+    others: list[int] = []
     if all_:
         from engine import cgroups
 
-        targets = sorted(set(targets) | set(cgroups.for_container(state.load(st["labtui_id"]), rec).pids()))
+        others = [p for p in cgroups.for_container(state.load(st["labtui_id"]), rec).pids() if p != st["pid"]]
     name = signal.Signals(signum).name
-    for pid in targets:
-        with rec.step("signal", "pidfd_send_signal", target=f"pid {pid}", value=name, shell=f"kill -{name[3:]} {pid}"):
-            fd = os.pidfd_open(pid)
-            try:
-                signal.pidfd_send_signal(fd, signum)
-            finally:
-                os.close(fd)
+    # --all: the others first, the container's PID 1 last (its death kills the rest of a PID
+    # namespace); one that has exited meanwhile (ESRCH) is no error, as with runc.
+    for pid in [*others, st["pid"]]:
+        try:
+            with rec.step("signal", "pidfd_send_signal", target=f"pid {pid}", value=name,
+                          shell=f"kill -{name[3:]} {pid}"):
+                fd = os.pidfd_open(pid)
+                try:
+                    signal.pidfd_send_signal(fd, signum)
+                finally:
+                    os.close(fd)
+        except StepError as e:
+            if pid == st["pid"] or e.step.get("errno") != errno.ESRCH:
+                raise
     if signum in (signal.SIGKILL, signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotFound, OSError):
             state.update_state(st["labtui_id"], kill_requested=name)

@@ -141,7 +141,7 @@ def create(root: Path, oci_id: str, bundle: str, pid_file: str | None = None,
     try:
         record = _make_record(cid, oci_id, bundle, cfg, undo)
         rec = _recorder(cid)
-        rec.sink.open_all()  # opened now, on the host: the container's process writes through them
+        rec.sink.open_files()  # opened now, on the host: the container's process writes through them
         pid = _spawn(rec, b, cid, cfg, record, console_socket, undo)
         st = {"id": oci_id, "labtui_id": cid, "bundle": bundle, "rootfs": cfg["root"]["path"],
               "pid": pid, "pid_start": state.proc_start_time(pid), "boot_id": state.boot_id(),
@@ -582,7 +582,7 @@ def exec_process(root: Path, oci_id: str, proc: dict, detach: bool = False, pid_
     cfg = ocispec.check(state.read_json(Path(st["bundle"]) / "config.json"), st["bundle"])
     ocispec.check_process(proc, "process")
     rec = _recorder(st["labtui_id"])
-    rec.sink.open_all()
+    rec.sink.open_files()
     return joiner.run(rec, st, cfg, proc, detach, pid_file, console_socket, _write_pid_file)
 
 

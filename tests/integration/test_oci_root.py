@@ -7,8 +7,11 @@ is the same module); podman gets a wrapper script that does the same with this r
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -575,9 +578,25 @@ PODMAN = shutil.which("podman")
 ULIMITS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=4096:4096"]
 
 
+BRIDGE, SUBNET, GATEWAY = "zzocip0", "10.213.57.0/24", "10.213.57.1"
+
+
+def cni_conflist(tmp: Path) -> dict:
+    """The test's network for podman's CNI backend: Debian's bridge plugin with ipMasq off (no
+    MASQUERADE for the subnet: the project never adds NAT toward the outside; netavark's bridge
+    always adds one), host-local addresses kept in the temporary directory, no default route in
+    the container (it only answers 127.0.0.1 through the portmap plugin's DNAT)."""
+    return {"cniVersion": "0.4.0", "name": "zzoci", "plugins": [
+        {"type": "bridge", "bridge": BRIDGE, "isGateway": True, "ipMasq": False, "hairpinMode": True,
+         "ipam": {"type": "host-local", "dataDir": str(tmp / "cni-ipam"),
+                  "ranges": [[{"subnet": SUBNET, "gateway": GATEWAY}]]}},
+        {"type": "portmap", "capabilities": {"portMappings": True}}]}
+
+
 class Podman:
-    """podman with its own store, run dir, locks, network configuration and bridge (zzocip0 on
-    10.213.57.0/24) in a temporary directory: nothing of a podman store a lab VM has is touched."""
+    """podman with its own store, run dir, locks and network configuration in a temporary
+    directory (nothing of a podman store a lab VM has is touched), on CNI (`network_backend`) with
+    the test's own bridge network as the default one (cni_conflist)."""
 
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
@@ -593,12 +612,9 @@ class Podman:
         self.wrapper.chmod(0o755)
         (tmp / "containers.conf").write_text(
             f'[engine]\nlock_type = "file"\ntmp_dir = "{tmp}/tmp"\nevents_logger = "none"\n'
-            f'cgroup_manager = "cgroupfs"\n[network]\nnetwork_backend = "netavark"\n'
-            f'network_config_dir = "{tmp}/net"\n')
-        (tmp / "net" / "zzoci.json").write_text(json.dumps({
-            "name": "zzoci", "id": os.urandom(32).hex(), "driver": "bridge", "network_interface": "zzocip0",
-            "created": "2026-01-01T00:00:00Z", "subnets": [{"subnet": "10.213.57.0/24", "gateway": "10.213.57.1"}],
-            "ipv6_enabled": False, "internal": False, "dns_enabled": False, "ipam_options": {"driver": "host-local"}}))
+            f'cgroup_manager = "cgroupfs"\n[network]\nnetwork_backend = "cni"\n'
+            f'cni_plugin_dirs = ["/usr/lib/cni"]\nnetwork_config_dir = "{tmp}/net"\ndefault_network = "zzoci"\n')
+        (tmp / "net" / "zzoci.conflist").write_text(json.dumps(cni_conflist(tmp)))
         self.env = dict(os.environ, CONTAINERS_CONF=str(tmp / "containers.conf"))
 
     def __call__(self, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -623,14 +639,129 @@ class Podman:
             points = [ln.split()[4] for ln in f if str(self.tmp) in ln.split()[4]]
         for m in sorted(points, reverse=True):
             subprocess.run(["umount", "-l", m], check=False)
-        if os.path.exists("/sys/class/net/zzocip0"):
-            subprocess.run(["ip", "link", "del", "zzocip0"], check=False)
+        if os.path.exists(f"/sys/class/net/{BRIDGE}"):
+            subprocess.run(["ip", "link", "del", BRIDGE], check=False)
+
+
+OUTSIDE = "192.0.2.1"  # TEST-NET-1 (RFC 5737): stands for any address beyond the host
+
+
+def masquerade_path(nat_rules: str, src: str, dst: str = OUTSIDE, bridge: str = BRIDGE) -> list[str]:
+    """Follow an unmarked packet from src to dst, leaving by an interface other than the bridge,
+    through the nat table's POSTROUTING (`iptables -t nat -S`): the rules that lead it to
+    MASQUERADE or SNAT, or [] when none does. A match this reader does not know counts as a match:
+    it may report a rule that would not apply, never miss one that would."""
+    chains: dict[str, list[list[str]]] = {}
+    for line in nat_rules.splitlines():
+        words = shlex.split(line)
+        if len(words) > 2 and words[0] == "-A":
+            chains.setdefault(words[1], []).append(words)
+
+    def matches(words: list[str]) -> bool:
+        neg, i = False, 2
+        while i < len(words):
+            w = words[i]
+            if w == "!":
+                neg, i = True, i + 1
+                continue
+            arg = words[i + 1] if i + 1 < len(words) else ""
+            if w in ("-s", "-d"):
+                hit = ipaddress.ip_address(src if w == "-s" else dst) in ipaddress.ip_network(arg, strict=False)
+            elif w == "-o":
+                hit = arg != bridge
+            elif w == "--mark":  # value/mask: an unmarked packet carries 0
+                value, _, mask = arg.partition("/")
+                hit = int(value, 0) & int(mask or "0xffffffff", 0) == 0
+            elif w == "--dst-type":
+                hit = "LOCAL" not in arg.split(",")
+            else:  # -p, -m, --comment, --dport, -j's arguments...: assume it matches
+                hit = True
+            if w.startswith("-") and hit == neg:
+                return False
+            neg, i = False, i + (2 if w.startswith("-") else 1)
+        return True
+
+    def walk(chain: str, seen: tuple[str, ...]) -> list[str]:
+        for words in chains.get(chain, []):
+            if not matches(words) or "-j" not in words:
+                continue
+            target = words[words.index("-j") + 1]
+            if target in ("MASQUERADE", "SNAT"):
+                return [" ".join(words)]
+            if target in ("ACCEPT", "RETURN"):
+                return []
+            if target in chains and target not in seen:
+                found = walk(target, seen + (target,))
+                if found:
+                    return [" ".join(words), *found]
+        return []
+
+    return walk("POSTROUTING", ("POSTROUTING",))
+
+
+NETAVARK_BRIDGE = """-A POSTROUTING -j NETAVARK-HOSTPORT-MASQ
+-A POSTROUTING -s 10.213.57.0/24 -j NETAVARK-1D8721804F16F
+-A NETAVARK-1D8721804F16F -d 10.213.57.0/24 -j ACCEPT
+-A NETAVARK-1D8721804F16F ! -d 224.0.0.0/4 -j MASQUERADE
+-A NETAVARK-HOSTPORT-MASQ -m comment --comment "netavark portfw masq mark" -m mark --mark 0x2000/0x2000 -j MASQUERADE"""
+CNI_PORTMAP = """-A PREROUTING -m addrtype --dst-type LOCAL -j CNI-HOSTPORT-DNAT
+-A OUTPUT -m addrtype --dst-type LOCAL -j CNI-HOSTPORT-DNAT
+-A POSTROUTING -m comment --comment "CNI portfwd requiring masquerade" -j CNI-HOSTPORT-MASQ
+-A CNI-HOSTPORT-MASQ -m mark --mark 0x2000/0x2000 -j MASQUERADE
+-A CNI-HOSTPORT-SETMARK -m comment --comment "CNI portfwd masquerade mark" -j MARK --set-xmark 0x2000/0x2000
+-A CNI-DN-1 -s 10.213.57.0/24 -d 127.0.0.1/32 -p tcp -m tcp --dport 8080 -j CNI-HOSTPORT-SETMARK
+-A CNI-DN-1 -s 127.0.0.1/32 -d 127.0.0.1/32 -p tcp -m tcp --dport 8080 -j CNI-HOSTPORT-SETMARK
+-A CNI-DN-1 -d 127.0.0.1/32 -p tcp -m tcp --dport 8080 -j DNAT --to-destination 10.213.57.2:80"""
+CNI_IPMASQ = """-A POSTROUTING -s 10.213.57.2/32 -m comment --comment "name: \\"zzoci\\" id: \\"ab\\"" -j CNI-ab
+-A CNI-ab -d 10.213.57.0/24 -m comment --comment "name: \\"zzoci\\" id: \\"ab\\"" -j ACCEPT
+-A CNI-ab ! -d 224.0.0.0/4 -m comment --comment "name: \\"zzoci\\" id: \\"ab\\"" -j MASQUERADE"""
+
+
+def test_masquerade_path_finds_the_subnet_masquerades_and_not_the_port_mark():
+    """The reader the podman test trusts: netavark's and CNI's ipMasq rules are found, the
+    portmap plugin's mark-only MASQUERADE (localhost hairpin toward the container) is not."""
+    assert masquerade_path(NETAVARK_BRIDGE, "10.213.57.2")[-1].endswith("! -d 224.0.0.0/4 -j MASQUERADE")
+    both = CNI_PORTMAP + "\n" + CNI_IPMASQ
+    assert masquerade_path(both, "10.213.57.2")[0].startswith("-A POSTROUTING -s 10.213.57.2/32")
+    assert masquerade_path(CNI_IPMASQ, "10.213.57.9") == []  # that rule is for .2 alone
+    assert masquerade_path(CNI_IPMASQ, "10.213.57.2", dst="10.213.57.7") == []  # inside the subnet
+    assert masquerade_path(CNI_PORTMAP, "10.213.57.2") == []
+    assert masquerade_path("-A POSTROUTING -o zzocip0 -j MASQUERADE", "10.213.57.2") == []
+    assert masquerade_path("-A POSTROUTING ! -o zzocip0 -j MASQUERADE", "10.213.57.2") != []
+
+
+def nat_table() -> str:
+    return subprocess.run(["iptables", "-w", "-t", "nat", "-S"], capture_output=True, text=True, check=True).stdout
+
+
+PORTMAP_CHAINS = ("CNI-HOSTPORT-DNAT", "CNI-HOSTPORT-SETMARK", "CNI-HOSTPORT-MASQ")
+
+
+def remove_portmap_chains() -> None:
+    """The portmap plugin removes a container's own chain (CNI-DN-...) at teardown but keeps the
+    shared ones it made at the first published port; they go once no container's rule is left."""
+    rules = nat_table().splitlines()
+    if any(r.startswith("-A CNI-HOSTPORT-DNAT ") or r.startswith("-A CNI-DN-") for r in rules):
+        return  # some other CNI container publishes a port right now
+    for r in rules:
+        words = shlex.split(r)
+        if words[0] == "-A" and words[1] not in PORTMAP_CHAINS and words[-1] in PORTMAP_CHAINS:
+            subprocess.run(["iptables", "-w", "-t", "nat", "-D", *words[1:]], check=True)
+    for chain in PORTMAP_CHAINS:
+        subprocess.run(["iptables", "-w", "-t", "nat", "-F", chain], check=False)
+        subprocess.run(["iptables", "-w", "-t", "nat", "-X", chain], check=False)
 
 
 @pytest.fixture(scope="module")
 def podman():
     if PODMAN is None:
         pytest.skip("podman is not installed (scripts/install installs it with LABTUI_TEST_DEPS=1)")
+    if not os.path.exists("/usr/lib/cni/bridge"):
+        pytest.skip("CNI plugins are not installed (apt-get install containernetworking-plugins)")
+    # The bridge plugin turns IPv4 forwarding on for a gateway (isGateway): put back what was here.
+    forward = Path("/proc/sys/net/ipv4/ip_forward").read_text()
+    cache_existed = os.path.exists("/var/lib/cni")  # libcni's result cache, one file per attachment
+    portmap_chains_existed = "CNI-HOSTPORT-MASQ" in nat_table()
     tmp = Path(tempfile.mkdtemp(prefix="labtui-podman-", dir="/var/tmp"))
     pm = Podman(tmp)
     try:
@@ -639,6 +770,13 @@ def podman():
     finally:
         pm.cleanup()
         shutil.rmtree(tmp, ignore_errors=True)
+        Path("/proc/sys/net/ipv4/ip_forward").write_text(forward)
+        if not portmap_chains_existed:
+            remove_portmap_chains()
+        if not cache_existed:
+            for d, _, _ in sorted(os.walk("/var/lib/cni"), reverse=True):
+                with contextlib.suppress(OSError):
+                    os.rmdir(d)  # only the directories it left empty
 
 
 def _labtui_names() -> set[str]:
@@ -709,6 +847,14 @@ def test_podman_published_port_and_memory_limit(podman):
                 return None
 
         assert wait_for(fetch, 15, 0.2, what="the published port").strip() == cid[:12]
+        # The rules CNI wrote while the container runs: the portmap plugin's DNAT toward it, and
+        # no MASQUERADE that would carry its subnet beyond the host (the bridge's ipMasq is off).
+        ip = json.loads(podman("inspect", cid).stdout)[0]["NetworkSettings"]["Networks"]["zzoci"]["IPAddress"]
+        assert ipaddress.ip_address(ip) in ipaddress.ip_network(SUBNET)
+        nat = nat_table()
+        assert f"--dport {port} -j DNAT --to-destination {ip}:80" in nat, nat
+        for src in (ip, "10.213.57.254"):
+            assert masquerade_path(nat, src) == [], nat
         p = podman("exec", "zzoci-httpd", "cat", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
         assert p.stdout.strip() == str(64 << 20)
         with open(f"/proc/{json.loads(podman('inspect', cid).stdout)[0]['State']['Pid']}/cgroup") as f:

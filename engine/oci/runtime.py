@@ -7,16 +7,20 @@
         root and blocks before execve (engine/oci/child.py). Writes the pid file and EXITS: the
         caller (podman's conmon, a subreaper) adopts the process, reaps it and owns its stdio.
     start ID       one byte into exec.fifo; EOF on exec.result = execve done
-    state ID       the OCI state JSON (status recomputed from the kernel)
+    state ID       the OCI state JSON (status recomputed from the kernel); a stopped one's exit
+                   code, read where conmon wrote it, goes into labtui's record
     kill ID SIG    pidfd_send_signal(2) to the container's process (--all: every process of its cgroup)
-    delete ID      poststop hooks, cgroup removed, records gone (--force kills a running one first)
+    delete ID      poststop hooks, cgroup removed, runtime state gone; labtui's record of a container
+                   that exited on its own stays while podman keeps it (--force kills a running one
+                   first and removes everything)
     exec ID        one more process in the container's namespaces and cgroup (podman exec)
 
 Each container is also a labtui container (same 64-hex ID when the OCI ID is one, as podman's
 are): `labtui ps`, `labtui steps` and the app show it, every kernel step recorded as usual.
 
 The runtime's own state (runc's --root) is one directory per container: state.json (bundle, the
-process's PID with its start time and boot id, whether it was started), and the two fifos.
+process's PID with its start time and boot id, whether it was started, conmon's exit file), and
+the two fifos.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import select
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import time
 from pathlib import Path
@@ -138,14 +143,17 @@ def create(root: Path, oci_id: str, bundle: str, pid_file: str | None = None,
         raise Conflict(f"container {oci_id} already exists") from None
     cid = labtui_id(oci_id)
     undo: list = [lambda: shutil.rmtree(b.dir, ignore_errors=True)]
+    prune_forgotten()
+    exit_file = conmon_exit_file(oci_id)
     try:
-        record = _make_record(cid, oci_id, bundle, cfg, undo)
+        record = _make_record(cid, oci_id, bundle, cfg, undo, exit_file)
         rec = _recorder(cid)
         rec.sink.open_files()  # opened now, on the host: the container's process writes through them
         pid = _spawn(rec, b, cid, cfg, record, console_socket, undo)
         st = {"id": oci_id, "labtui_id": cid, "bundle": bundle, "rootfs": cfg["root"]["path"],
               "pid": pid, "pid_start": state.proc_start_time(pid), "boot_id": state.boot_id(),
-              "created": state.now_iso(), "annotations": cfg["annotations"], "started": False}
+              "created": state.now_iso(), "annotations": cfg["annotations"], "started": False,
+              "exit_file": exit_file, "created_ts": time.time()}
         b.save(st)
         if pid_file:
             _write_pid_file(pid_file, pid)
@@ -167,7 +175,35 @@ def _write_pid_file(path: str, pid: int) -> None:
     os.rename(tmp, path)
 
 
-def _make_record(cid: str, oci_id: str, bundle: str, cfg: dict, undo: list) -> dict:
+def conmon_exit_file(oci_id: str, ppid: int | None = None) -> str | None:
+    """Where the container's exit code will be, when conmon runs this runtime: conmon is a
+    subreaper and adopts the container's process once `create` exits, so conmon, not the runtime,
+    reaps it (wait(2)); it writes the code in decimal (128+N for a signal N) to
+    <--exit-dir>/<container ID> before it runs podman's exit command (conmon(8), podman's
+    `container cleanup`, which calls `delete`). Read from the parent's /proc/PID/cmdline now:
+    `create`'s parent is conmon. None for any other parent (runc's own callers, a shell)."""
+    ppid = os.getppid() if ppid is None else ppid
+    try:
+        comm = Path(f"/proc/{ppid}/comm").read_text().strip()
+        args = Path(f"/proc/{ppid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return None
+    if comm != "conmon":
+        return None
+    flags: dict[str, str] = {}
+    for i, a in enumerate(args):
+        name, eq, value = a.partition("=")
+        if name in ("--exit-dir", "-c", "--cid"):
+            # the first of each: podman's --exit-command-arg values come later and are not conmon's
+            flags.setdefault(name.lstrip("-")[:1], value if eq else (args[i + 1] if i + 1 < len(args) else ""))
+    exit_dir, cid = flags.get("e"), flags.get("c", oci_id)
+    # conmon names the file after its own -c: another ID means this is not that container's create
+    if not exit_dir or not os.path.isabs(exit_dir) or cid != oci_id:
+        return None
+    return os.path.join(exit_dir, oci_id)
+
+
+def _make_record(cid: str, oci_id: str, bundle: str, cfg: dict, undo: list, exit_file: str | None = None) -> dict:
     """The labtui container record (config.json, state.json): what `labtui ps`, `steps`, `inspect`
     and the app read. Made first, so every step below has a container to belong to."""
     proc = cfg["process"]
@@ -181,7 +217,7 @@ def _make_record(cid: str, oci_id: str, bundle: str, cfg: dict, undo: list) -> d
     name = _name_for(oci_id, cfg)
     d = paths.container_dir(cid)
     if d.exists():
-        raise Conflict(f"a labtui container with ID {cid[:12]} already exists")
+        _replace_kept(cid, oci_id)
     state.claim_name(name, cid)
     undo.append(lambda: state.release_name(name, cid))
     d.mkdir(parents=True)
@@ -196,7 +232,9 @@ def _make_record(cid: str, oci_id: str, bundle: str, cfg: dict, undo: list) -> d
         "network": "host" if "network" not in nss else "none", "cgroupns": "cgroup" in nss,
         "limits": ocispec.limits_of(cfg), "cgroup_parent": parent,
         "cgroup_name": os.path.basename(cgpath.strip("/")) if cgpath else cid,
-        "oci": {"id": oci_id, "bundle": bundle, "root": cfg["root"]["path"],
+        "oci": {"id": oci_id, "bundle": bundle, "root": cfg["root"]["path"], "exit_file": exit_file,
+                "podman": cfg["annotations"].get("io.container.manager") == "libpod",
+                "autoremove": cfg["annotations"].get("io.podman.annotations.autoremove") == "TRUE",
                 "namespaces": {k: v or "new" for k, v in nss.items()}},
     }
     if "pid" not in nss:
@@ -432,6 +470,9 @@ def start(root: Path, oci_id: str) -> dict:
             go = os.open(b.dir / "exec.fifo", os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         except OSError as e:  # ENXIO: nobody holds exec.fifo for reading any more
             raise EngineError(f"cannot start container {oci_id}: its process is gone ({e.strerror})") from None
+        # Opened while the process still waits (it is known by its start time): a command that
+        # exits at once is reaped by conmon within a millisecond, and the pidfd keeps its status.
+        pidfd = _pidfd_of(st)
         t0 = time.time()
         try:
             st["started"] = True
@@ -455,6 +496,8 @@ def start(root: Path, oci_id: str) -> dict:
                     "via": "EOF on exec.result (O_CLOEXEC): execve succeeded"})
         state.update_state(cid, pid=st["pid"], pid_start=st["pid_start"], boot_id=st["boot_id"],
                            started_at=state.now_iso(), exit_code=None, finished_at=None)
+        if pidfd is not None:
+            _watch_exit(b, st, pidfd)
         for fifo in ("exec.fifo", "exec.result"):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(b.dir / fifo)
@@ -491,7 +534,224 @@ def _labtui_name(cid: str) -> str | None:
 
 
 def get_state(root: Path, oci_id: str) -> dict:
-    return oci_state(Bundle(root, oci_id))
+    b = Bundle(root, oci_id)
+    st = b.load()
+    out = oci_state(b, st)
+    if out["status"] == STOPPED:
+        _record_exit(b, st)
+    return out
+
+
+# ---- the exit code conmon reaped, and labtui's record after delete ------------------------------------
+
+def _read_exit_file(path: str) -> tuple[int, float] | None:
+    """conmon's exit file: the code in decimal, and when it was written (the exit's time)."""
+    try:
+        with open(path) as f:
+            text, mtime = f.read(), os.fstat(f.fileno()).st_mtime
+        return int(text.strip()), mtime
+    except (OSError, ValueError):  # not there yet, or being written
+        return None
+
+
+def _pidfd_of(st: dict) -> int | None:
+    try:
+        fd = os.pidfd_open(st["pid"])
+    except OSError:
+        return None
+    if state.proc_start_time(st["pid"]) != st.get("pid_start"):
+        os.close(fd)  # the PID names another process now
+        return None
+    return fd
+
+
+PIDFD_GET_INFO = 0xC040FF0B  # _IOWR(PIDFS_IOCTL_MAGIC 0xFF, 11, struct pidfd_info), 64 bytes (linux/pidfd.h)
+PIDFD_INFO_EXIT = 1 << 3
+
+
+def pidfd_exit_status(pidfd: int) -> int | None:
+    """The wait(2) status the kernel kept for a process that has exited and been reaped, by
+    anyone: ioctl(PIDFD_GET_INFO) with PIDFD_INFO_EXIT (Linux 6.15). None while it has not been
+    reaped, or on an older kernel (EINVAL/ENOTTY)."""
+    buf = bytearray(64)
+    struct.pack_into("Q", buf, 0, PIDFD_INFO_EXIT)
+    try:
+        fcntl.ioctl(pidfd, PIDFD_GET_INFO, buf)
+    except OSError:
+        return None
+    if not struct.unpack_from("Q", buf, 0)[0] & PIDFD_INFO_EXIT:
+        return None
+    return struct.unpack_from("i", buf, 60)[0]  # __s32 exit_code, after mask, cgroupid and 11 __u32
+
+
+def zombie_exit_status(st: dict) -> int | None:
+    """A zombie's wait(2) status, field 52 of /proc/PID/stat (proc(5)), before its parent reaps it."""
+    try:
+        with open(f"/proc/{st['pid']}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    # fields[0] is field 3 (state); fields[19] field 22 (starttime), the PID's identity
+    if fields[0] != "Z" or int(fields[19]) != st.get("pid_start") or len(fields) < 50:
+        return None
+    return int(fields[49])
+
+
+def _exit_status(pidfd: int, st: dict) -> int | None:
+    """Reaped: the pidfd has it; not yet (its parent is slow, or init is): the zombie's stat."""
+    status = pidfd_exit_status(pidfd)
+    return status if status is not None else zombie_exit_status(st)
+
+
+def _watch_exit(b: Bundle, st: dict, pidfd: int) -> None:
+    """conmon, not the runtime, is the process's parent (a subreaper that adopted it), so only
+    conmon can wait(2) for it. A small process of ours holds a pidfd instead: poll(2) says when
+    the process exits; its status is in /proc/PID/stat while it is a zombie, and PIDFD_GET_INFO
+    keeps it once conmon has reaped it; the code goes into labtui's record. It holds exit.lock
+    till then: `delete` waits for it (podman's cleanup deletes within milliseconds of the exit)."""
+    lock = os.open(b.dir / "exit.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
+    child = os.fork()
+    if child == 0:
+        try:
+            os.setsid()
+            if os.fork() == 0:  # orphaned at once: nobody has to wait for the watcher
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                _detach_fds(keep=(pidfd, lock, ready_w))
+                os.write(ready_w, b"r")
+                os.close(ready_w)
+                _exit_watcher(b, st, pidfd)
+        finally:
+            os._exit(0)
+    os.waitpid(child, 0)
+    os.close(ready_w)
+    os.read(ready_r, 1)  # the watcher holds the lock now (or is gone: then EOF)
+    for fd in (ready_r, lock, pidfd):
+        os.close(fd)
+
+
+def _detach_fds(keep: tuple[int, ...]) -> None:
+    """The watcher outlives `start`: it must not hold the caller's pipes (podman reads the
+    runtime's stdout and stderr to their end) nor anything else inherited."""
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.close(null)
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd > 2 and fd not in keep:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def _exit_watcher(b: Bundle, st: dict, pidfd: int) -> None:
+    sc.set_comm("labtui-oci-wait")
+    select.select([pidfd], [], [])  # readable once the process has exited (pidfd_open(2))
+    finished = state.now_iso()
+    deadline = time.monotonic() + 30  # conmon reaps at once; a dead conmon's orphan is init's to reap
+    status = _exit_status(pidfd, st)
+    while status is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+        status = _exit_status(pidfd, st)
+    if status is None:
+        return  # an older kernel: conmon's exit file, read at state/delete, is all there is
+    code = os.waitstatus_to_exitcode(status)
+    code = 128 - code if code < 0 else code  # killed by signal N: 128+N, as a shell and docker say
+    _store_exit(st, code, finished, {
+        "op": "pidfd exit status", "target": f"pid {st['pid']}", "value": str(code),
+        "shell": f"# ioctl(pidfd, PIDFD_GET_INFO) PIDFD_INFO_EXIT: pid {st['pid']}'s status, reaped by its parent"})
+
+
+def _store_exit(st: dict, code: int, finished: str, step: dict) -> bool:
+    """The exit code into labtui's record, once (`labtui ps -a`: Exited (7); inspect's
+    State.ExitCode), with its step and a `died` event, as labtui's supervisor does."""
+    cid = st["labtui_id"]
+    try:
+        c = state.load(cid)
+    except NotFound:
+        return False
+    if c.exit_code is not None:
+        return False
+    rec = _recorder(cid)
+    with rec.step("process", step.pop("op"), **step):
+        state.update_state(cid, exit_code=code, finished_at=finished)
+    events.emit("died", cid, c.name, exit_code=code, runtime="labtui-oci")
+    return True
+
+
+def _wait_for_watcher(b: Bundle, timeout: float = 5.0) -> None:
+    """Until the exit watcher has recorded the code (it holds exit.lock till then)."""
+    try:
+        fd = os.open(b.dir / "exit.lock", os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return  # never started, or started without a watcher
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    return
+                time.sleep(0.01)
+    finally:
+        os.close(fd)
+
+
+def _record_exit(b: Bundle, st: dict) -> None:
+    """The fallback when no watcher recorded it (a kernel before 6.15): the code conmon wrote to
+    its exit file, if it is still there (podman 4.3 removes it before it calls delete)."""
+    path = st.get("exit_file")
+    got = _read_exit_file(path) if path else None
+    # podman removes the last run's file before it creates the container again (podman start);
+    # one older than this create is that run's all the same, never this one's
+    if got is None or got[1] < st.get("created_ts", 0) - 1:
+        return
+    code, when = got
+    sec, us = divmod(int(when * 1_000_000), 1_000_000)  # state.now_iso's format, at the exit
+    finished = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)) + f".{us:06d}Z"
+    with b.locked():  # state and delete may both find it stopped: one records it
+        _store_exit(st, code, finished, {"op": "read exit code", "target": path, "value": str(code),
+                                         "shell": f"cat {path}  # written by conmon, which reaped the process"})
+
+
+def _keep_after_delete(c, st: dict, status_at_delete: str) -> bool:
+    """Does labtui's record outlive the runtime's delete? podman deletes a container from its
+    runtime as soon as it has exited (`podman container cleanup`) but keeps it itself, Exited,
+    until `podman rm`; the student compares `podman ps -a` with `labtui ps -a`, so the record stays
+    as an exited container while podman keeps the bundle (its userdata directory). Not for a
+    container that never ran, one deleted --force while running (that is a removal), a `podman
+    run --rm` one (podman removes it right after), or another caller's (runc's delete forgets)."""
+    oci = c.config.get("oci") or {}
+    return (oci.get("podman") and status_at_delete == STOPPED and bool(st.get("started")) and c.exit_code is not None
+            and not oci.get("autoremove") and os.path.isfile(os.path.join(st["bundle"], "config.json")))
+
+
+def _replace_kept(cid: str, oci_id: str) -> None:
+    """create of an ID whose record was kept after delete: `podman start` of an exited container
+    creates it again under the same ID. The old record goes; any other is a conflict."""
+    from engine import teardown
+
+    try:
+        c = state.load(cid)
+    except NotFound:
+        return
+    if not (c.config.get("oci") or {}).get("kept") or (c.config["oci"].get("id") != oci_id) \
+            or c.status != state.EXITED:
+        raise Conflict(f"a labtui container with ID {cid[:12]} already exists")
+    teardown.remove(cid)
+
+
+def prune_forgotten() -> None:
+    """Kept records whose container podman has removed since (`podman rm` calls no runtime
+    command): gone at the runtime's next create or delete (till then `labtui ps` says Removing)."""
+    from engine import teardown
+
+    for c in state.all_containers():
+        if c.forgotten():
+            with contextlib.suppress(EngineError, OSError):
+                teardown.remove(c.id)
 
 
 def kill(root: Path, oci_id: str, sig: str = "SIGTERM", all_: bool = False) -> None:
@@ -537,6 +797,9 @@ def delete(root: Path, oci_id: str, force: bool = False) -> None:
         raise Conflict(f"cannot delete container {oci_id}: it is running (stop it, or delete --force)")
     cid = st["labtui_id"]
     rec = _recorder(cid)
+    if status == STOPPED:
+        _wait_for_watcher(b)
+        _record_exit(b, st)
     if status != STOPPED:
         with rec.step("signal", "pidfd_send_signal", target=f"pid {st['pid']}", value="SIGKILL",
                       shell=f"kill -KILL {st['pid']}"):
@@ -548,6 +811,7 @@ def delete(root: Path, oci_id: str, force: bool = False) -> None:
         from engine.process import wait_pid_exit
 
         wait_pid_exit(st["pid"], 10)
+        _wait_for_watcher(b)  # it records the code before the record goes
     try:
         cfg = ocispec.check(state.read_json(Path(st["bundle"]) / "config.json"), st["bundle"], need_process=False)
     except (OSError, ValueError, EngineError):
@@ -561,10 +825,16 @@ def delete(root: Path, oci_id: str, force: bool = False) -> None:
     if c is not None:
         with contextlib.suppress(NotFound, OSError):
             state.update_state(cid, finished_at=c.state.get("finished_at") or state.now_iso())
-        from engine import teardown
+        from engine import hooks, teardown
 
-        teardown.remove(cid, force=True)  # cgroup, name, directory: each a recorded step where it is one
+        if _keep_after_delete(c, st, status):
+            hooks.cleanup(rec, c)  # what it held in the kernel (its cgroup) goes; the record stays
+            c.config["oci"]["kept"] = True
+            state.write_json_atomic(c.dir / "config.json", c.config)
+        else:
+            teardown.remove(cid, force=True)  # cgroup, name, directory: each a recorded step where it is one
     shutil.rmtree(b.dir, ignore_errors=True)
+    prune_forgotten()
 
 
 # ---- exec ------------------------------------------------------------------------------------------------

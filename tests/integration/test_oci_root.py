@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import labtui, lib, ps_json, wait_for
+from tests.helpers import labtui, lib, our_processes, ps_json, wait_for
 
 root = pytest.mark.root
 REPO = Path(__file__).resolve().parents[2]
@@ -197,6 +197,8 @@ def test_create_blocks_before_execve_then_start_runs_the_command(oci):
     oci("kill", "c1", "KILL")
     wait_exit(pid)
     assert oci.state("c1")["status"] == "stopped"
+    # no conmon here: the exit watcher read the status all the same (128+SIGKILL)
+    wait_for(lambda: labtui_row("c1").get("ExitCode") == 137, what="Exited (137) in labtui's record")
     oci("delete", "c1")
     assert not (oci.root / "c1").exists()
     assert [c for c in ps_json() if c["Names"] == "c1"] == []
@@ -634,6 +636,11 @@ class Podman:
 
     def cleanup(self) -> None:
         self("rm", "--all", "--force", "--time", "0", check=False)
+        # `podman rm` of an exited container calls no runtime command: its kept labtui record
+        # waits for labtui-oci's next create or delete, which will not come now
+        for c in ps_json():
+            if c["Names"].startswith("podman-"):
+                labtui("rm", "-f", c["Id"], check=False)
         self("rmi", "--all", "--force", check=False)
         with open("/proc/self/mountinfo") as f:
             points = [ln.split()[4] for ln in f if str(self.tmp) in ln.split()[4]]
@@ -748,8 +755,8 @@ def remove_portmap_chains() -> None:
         if words[0] == "-A" and words[1] not in PORTMAP_CHAINS and words[-1] in PORTMAP_CHAINS:
             subprocess.run(["iptables", "-w", "-t", "nat", "-D", *words[1:]], check=True)
     for chain in PORTMAP_CHAINS:
-        subprocess.run(["iptables", "-w", "-t", "nat", "-F", chain], check=False)
-        subprocess.run(["iptables", "-w", "-t", "nat", "-X", chain], check=False)
+        subprocess.run(["iptables", "-w", "-t", "nat", "-F", chain], check=False, stderr=subprocess.DEVNULL)
+        subprocess.run(["iptables", "-w", "-t", "nat", "-X", chain], check=False, stderr=subprocess.DEVNULL)
 
 
 @pytest.fixture(scope="module")
@@ -781,6 +788,16 @@ def podman():
 
 def _labtui_names() -> set[str]:
     return {c["Names"] for c in ps_json()}
+
+
+def labtui_row(name: str) -> dict:
+    """NAME's line of `labtui ps -a` (ExitCode is None while none is recorded), {} when none."""
+    return next((c for c in ps_json() if c["Names"] == name), {})
+
+
+def labtui_state(name: str) -> dict:
+    """`labtui inspect NAME`'s State (its ExitCode reads 0 when none is recorded, as docker's)."""
+    return json.loads(labtui("inspect", name).stdout)[0]["State"]
 
 
 @root
@@ -817,13 +834,15 @@ def test_podman_detach_exec_logs_stop_rm_and_steps(podman):
         podman("stop", "-t", "5", "zzoci-web")
         state = json.loads(podman("inspect", "zzoci-web").stdout)[0]["State"]
         assert state["Status"] == "exited" and state["ExitCode"] == 0
-        # podman's cleanup deletes the runtime's container once it has stopped (its own record
-        # stays until `podman rm`): the labtui container goes with it, its steps stay on the stream
-        wait_for(lambda: name not in _labtui_names(), what="the runtime's delete after stop")
+        # podman's cleanup deletes the runtime's container once it has stopped; podman keeps its
+        # own record until `podman rm`, and so does labtui: Exited, with the exit code
+        wait_for(lambda: labtui_row(name).get("ExitCode") == 0, what="the exit code in labtui's record")
+        assert labtui_row(name)["State"] == "exited"
         with open(lib() / "steps.jsonl") as f:
             assert sum(1 for line in f if cid in line and '"execve"' in line) >= 3  # run and two execs
         podman("rm", "zzoci-web")
         assert "zzoci-web" not in podman("ps", "-a").stdout
+        assert labtui_row(name)["State"] == "removing"  # podman forgot it: gone at labtui-oci's next command
     finally:
         podman("rm", "-f", "-t", "0", "zzoci-web", check=False)
 
@@ -864,3 +883,44 @@ def test_podman_published_port_and_memory_limit(podman):
     finally:
         podman("rm", "-f", "-t", "0", "zzoci-httpd", check=False)
     assert not Path(f"/sys/fs/cgroup/memory/libpod_parent/libpod-{cid}").exists()
+
+
+@root
+@pytest.mark.slow
+def test_podman_exit_code_reaches_labtuis_record_which_lasts_as_long_as_podmans(podman):
+    """conmon reaps the process (its parent), so labtui-oci's exit watcher reads the status from
+    a pidfd (PIDFD_INFO_EXIT, Linux 6.15) and records it; the record stays, Exited (7), until
+    podman forgets it."""
+    p = podman("run", "--name", "zzoci-exit7", *ULIMITS, "localhost/labtui-busybox", "sh", "-c", "exit 7", check=False)
+    assert p.returncode == 7, p.stderr
+    cid = json.loads(podman("inspect", "zzoci-exit7").stdout)[0]["Id"]
+    name = f"podman-{cid[:12]}"
+    try:
+        row = wait_for(lambda: labtui_row(name).get("ExitCode") == 7 and labtui_row(name),
+                       what="Exited (7) in labtui's record")
+        assert row["State"] == "exited" and row["Status"].startswith("Exited (7)"), row
+        st = labtui_state(name)
+        assert st["ExitCode"] == 7 and st["FinishedAt"] >= st["StartedAt"] != ""
+        # what the runtime deleted is gone: its state and the cgroup; the record is what is left
+        assert subprocess.run([*OCI, "state", cid], cwd=REPO, capture_output=True).returncode != 0
+        assert not Path(f"/sys/fs/cgroup/memory/libpod_parent/libpod-{cid}").exists()
+        read = [s for s in steps_of(cid) if s["op"] in ("pidfd exit status", "read exit code")]
+        assert [(s["op"], s["value"]) for s in read] == [("pidfd exit status", "7")]
+        with open(lib() / "events.jsonl") as f:
+            died = [json.loads(line) for line in f if cid in line and '"died"' in line]
+        assert [e["exit_code"] for e in died] == [7]
+        # podman start creates the same ID again: the kept record is replaced, the code recorded anew
+        p = podman("start", "--attach", "zzoci-exit7", check=False)
+        assert p.returncode == 7, p.stderr
+        wait_for(lambda: labtui_row(name).get("ExitCode") == 7 and labtui_state(name)["StartedAt"] > st["StartedAt"],
+                 what="the second run's exit in labtui's record")
+        podman("rm", "zzoci-exit7")
+        row = labtui_row(name)
+        assert (row["State"], row["Status"]) == ("removing", "Removing")
+        # `podman rm` runs no runtime command: the runtime's next one removes the record
+        assert podman("run", "--rm", *ULIMITS, "localhost/labtui-busybox", "true").returncode == 0
+        assert not [n for n in _labtui_names() if n.startswith("podman-")]
+        # each run's exit watcher ended with its container (a zombie is init's to reap, and not ours)
+        assert [p for p in our_processes() if p[1] == "labtui-oci-wait"] == []
+    finally:
+        podman("rm", "-f", "-t", "0", "zzoci-exit7", check=False)

@@ -135,7 +135,7 @@ class Container:
     def status(self) -> str:
         """Recomputed from the kernel: a recorded PID counts only if it is still the same process."""
         s = self.state
-        if s.get("removing"):
+        if s.get("removing") or self.forgotten():
             return REMOVING
         if self.damaged and not self.init_alive():
             return DEAD  # docker's word for a container it cannot use: only `rm` is left
@@ -148,6 +148,13 @@ class Container:
         if s.get("started_at"):
             return EXITED
         return CREATED
+
+    def forgotten(self) -> bool:
+        """A labtui-oci record kept after the runtime's delete (the container exited; podman still
+        lists it) whose bundle podman has removed since (`podman rm`): removed at labtui-oci's
+        next command (engine/oci/runtime.py prune_forgotten), shown as being removed till then."""
+        oci = self.config.get("oci") or {}
+        return bool(oci.get("kept")) and not os.path.isfile(os.path.join(oci.get("bundle") or "", "config.json"))
 
     @property
     def exit_code(self) -> int | None:

@@ -1,38 +1,48 @@
 """Idle memory per container: the PSS of the processes labtui keeps for each container, beside
 podman's (conmon).
 
-What labtui keeps per container: the container's supervisor (`labtui-sup` today) and the
-container's PID 1 (`labtui-init` today), found whatever their command names are: PID 1 is the PID
-that `labtui inspect` records (State.Pid, checked against its start time), the supervisor is its
-parent (checked against the recorded State.SupervisorPid), and any other process under the
-supervisor that is not PID 1 or below it is counted too (none today). The user's command (here
-`sleep`, PID 1's child) is not: it is the container's own work, as in podman. podman keeps one
-process per container, conmon (the runtime exits once the container runs; PID 1 is the
-command), so its figure is conmon's.
+What labtui keeps per container is the container's supervisor and its PID 1, whatever programs
+they run: `labtui-sup` (Python, or `labtui-monitor` while idle: docs/idle.md) and `labtui-init`
+(C once the command runs, or the Python init with LABTUI_NATIVE=0). They are found by the kernel's
+process tree, not by name. PID 1 is the PID that `labtui inspect` records (State.Pid). The
+supervisor is PID 1's parent, and must be the recorded State.SupervisorPid. Any other process
+under the supervisor but outside PID 1's tree is counted too (there is none today). The user's
+command (here `sleep`, PID 1's child) is not counted: it is the container's own work, as in
+podman. podman keeps one process per container, conmon: the runtime exits once the container
+runs, and PID 1 is the command (no --init here). So podman's figure is conmon's.
 
 PSS (proportional set size, the Pss line of /proc/PID/smaps_rollup) counts each page divided by
-the number of processes that map it: summed over processes it is their real share of memory.
-Pages that a supervisor shares with the warm helper it was forked from, or with the other
-containers' supervisors (the interpreter, libraries, a forked heap not yet written), are split
-among all of them: so the figure depends on how many there are, and is given for 1 container and
-for N (-n, 50), started one after the other, measured once the CPUs are idle.
+the number of processes that map it, so summed over processes it is their real share of memory.
+Pages that a process shares with the warm helper it was forked from, or with the other
+containers' processes (an interpreter and its heap, a static program's text), are split among
+all of them. The figure therefore depends on how many there are. It is given for 1 container and
+for N (-n, 50), started one after the other, and measured once every container's processes have
+kept the same programs for 3 s (a supervisor becomes labtui-monitor after 1 s of idle) and the
+CPUs are idle.
 
-labtui runs as the installed command runs (labtui/launcher/launcher.c built from this tree by
-scripts/build-launcher; the Python launcher when there is no C compiler), three ways:
-  no helper       LABTUI_HELPER=0: each `run` is a fresh interpreter, whose early fork becomes the
-                  supervisor (docs/launcher.md); no helper runs
-  warm helper     through the warm helper, which runs while they are measured: each supervisor is
-                  a fork of a fork of it, and shares its pages
-  helper gone     the same containers again after the helper left (it does after
-                  LABTUI_HELPER_IDLE seconds, 15 minutes by default): their shared pages are then
-                  split among fewer processes
-Prints, for each, the median per container (supervisor + PID 1, and each) and the total / N, then
-podman's conmon the same way (PSS, and RSS beside it) and the ratio labtui/podman.
+labtui runs as the installed command runs: labtui/launcher/launcher.c built from this tree by
+scripts/build-launcher (the Python launcher when there is no C compiler), and engine/native built
+by scripts/build-native, as scripts/install leaves them. It is measured four ways:
+  installed              through the warm helper (the usual case: any earlier command started it)
+  installed, no helper   LABTUI_HELPER=0: each `run` a fresh interpreter, whose early fork becomes
+                         the supervisor (docs/launcher.md)
+  Python                 LABTUI_NATIVE=0 (the A/B of docs/idle.md): the Python PID 1 and the
+                         supervisor kept in Python, through the warm helper
+  Python, no helper      both
+After each way through the helper, the same containers are measured again once the helper has left
+("helper gone"; it leaves after LABTUI_HELPER_IDLE seconds, 15 minutes by default). A Python
+process forked from it shares its pages with it, and they are then split among fewer processes.
+For each way the bench prints the median per container and the total / N, split into the
+supervisor and PID 1 with the program each runs. It then measures podman's conmon the same way
+and prints the ratio labtui/podman.
 
 Usage (root): /opt/labtui-venv/bin/python bench/bench_idle.py [-n 50] [--network none|bridge] [--no-podman]
-Uses podman when it is installed (apt-get install podman; runs with --ulimit nofile=1024:1024
---ulimit nproc=4096:4096, which this host needs), and says why when it cannot run it. Everything
-started here is removed afterwards. Not a test: figures go into the issue's closing note.
+Uses podman when it is installed (apt-get install podman). It runs with --runtime runc and
+--ulimit nofile=1024:1024 --ulimit nproc=4096:4096, which this host needs, and with --network
+bridge on an --internal network (no NAT rule). When podman cannot run, the bench says why.
+Everything started here is removed afterwards. This is not a test: figures go into the issue's
+closing note. labtui_kept() is also bench/run's identification of labtui's processes (its
+idle-memory case, bench/peers.py).
 """
 
 from __future__ import annotations
@@ -57,9 +67,17 @@ STOP_HELPER = [sys.executable, "-c", "from labtui.launcher import helper; helper
 PODMAN = ["podman", "--runtime", "runc"]
 PODMAN_RUN = PODMAN + ["run", "-d", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=4096:4096"]
 PODMAN_IMAGE = f"localhost/labtui-bench-idle-busybox:{os.getpid()}"
+# --network bridge: an --internal network, on which netavark adds no MASQUERADE rule.
+PODMAN_NET = f"ltbench-idle-{os.getpid()}"
 BRIDGE = "ltbenchidle0"
 TARGET_MB = 4.0  # issue 15: a 50-container exercise in 200 MB
 MB = 1024.0  # smaps_rollup is in kB
+WAYS = (  # name, environment, through the helper
+    ("installed", {}, True),
+    ("installed, no helper", {"LABTUI_HELPER": "0"}, False),
+    ("Python", {"LABTUI_NATIVE": "0"}, True),
+    ("Python, no helper", {"LABTUI_NATIVE": "0", "LABTUI_HELPER": "0"}, False),
+)
 
 
 def sh(cmd: list[str], env: dict | None = None, input: bytes | None = None) -> str:
@@ -76,8 +94,7 @@ def cpu_times() -> tuple[int, int]:
 
 
 def wait_quiet(limit: float = 10.0) -> None:
-    """Until the CPUs were at least 95% idle over 0.2 s (or `limit` seconds passed): whatever
-    the starts left running in the background has finished."""
+    """Until the CPUs were at least 95% idle over 0.2 s (or `limit` seconds passed)."""
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
         t0, i0 = cpu_times()
@@ -97,6 +114,8 @@ def rollup(pid: int) -> dict[str, int]:
             k, _, v = line.partition(":")
             if v.strip().endswith("kB"):
                 out[k] = int(v.split()[0])
+    if "Pss" not in out:
+        raise ValueError(f"no Pss line for pid {pid}")
     return out
 
 
@@ -109,6 +128,14 @@ def stat_fields(pid: int) -> list[str]:
 def comm(pid: int) -> str:
     with open(f"/proc/{pid}/comm") as f:
         return f.read().strip()
+
+
+def program(pid: int) -> str:
+    """The file the process runs (exec changes it, not the PID: the supervisor's idle phase)."""
+    try:
+        return os.path.basename(os.readlink(f"/proc/{pid}/exe"))
+    except OSError:
+        return comm(pid)
 
 
 def children() -> dict[int, list[int]]:
@@ -131,30 +158,40 @@ def subtree(pid: int, kids: dict[int, list[int]]) -> set[int]:
     return out
 
 
-def kept_by_labtui(infos: list[dict]) -> list[dict[str, int]]:
-    """For each container {"supervisor": PID, "PID 1": PID, [comm: PID of any other]}: PID 1 as
-    recorded (and still the recorded process: its start time), its parent the supervisor."""
+def labtui_kept(infos: list[dict]) -> dict[str, list[tuple[int, str]]]:
+    """For each container (by name, from `labtui inspect`): [(PID, role)] of the processes labtui
+    keeps for it: the supervisor, PID 1, and any other process under the supervisor outside PID
+    1's tree. Raises ValueError when the kernel's tree disagrees with the record."""
     kids = children()
-    out = []
+    out = {}
     for info in infos:
-        st = info["State"]
+        st, name = info["State"], info["Name"].lstrip("/")
         pid1 = st["Pid"]
         sup = int(stat_fields(pid1)[1])
         if sup != st.get("SupervisorPid"):
-            raise SystemExit(f"container {info['Id'][:12]}: PID 1 ({pid1}) has parent {sup} ({comm(sup)}), "
+            raise ValueError(f"container {name}: PID 1 ({pid1}) has parent {sup} ({comm(sup)}), "
                              f"not the recorded supervisor {st.get('SupervisorPid')}")
         if comm(pid1) == os.path.basename(info["Path"]):
-            raise SystemExit(f"container {info['Id'][:12]}: PID 1 ({pid1}) is the command itself "
-                             f"({comm(pid1)}): nothing of labtui's to count there; update this bench")
-        procs = {"supervisor": sup, "PID 1": pid1}
-        for p in sorted(subtree(sup, kids) - subtree(pid1, kids) - {sup}):  # none today
-            procs[f"{comm(p)} ({p})"] = p
-        out.append(procs)
+            raise ValueError(f"container {name}: PID 1 ({pid1}) is the command itself ({comm(pid1)}): "
+                             "nothing of labtui's to count there")
+        procs = [(sup, "supervisor"), (pid1, "PID 1")]
+        procs += [(p, comm(p)) for p in sorted(subtree(sup, kids) - subtree(pid1, kids) - {sup})]  # none today
+        out[name] = procs
     return out
 
 
-def pss(pids: list[int]) -> list[dict[str, int]]:
-    return [rollup(p) for p in pids]
+def wait_settled(pids: list[int], limit: float = 60.0) -> None:
+    """Until every process has run the same program for 3 s, then until the CPUs are idle."""
+    deadline = time.monotonic() + limit
+    last, since = None, time.monotonic()
+    while time.monotonic() < deadline:
+        now = [program(p) for p in pids]
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= 3.0:
+            break
+        time.sleep(0.25)
+    wait_quiet()
 
 
 # ------------------------------------------------------------------------------------ report
@@ -163,20 +200,19 @@ def fmt(kb: float) -> str:
     return f"{kb / MB:.2f} MB"
 
 
-def report(what: str, per: list[dict[str, dict[str, int]]]) -> float:
-    """per: one {process: rollup} per container. Prints the median per container (and of each
-    process) and total / N; returns the median PSS per container in kB."""
+def report(what: str, per: list[list[tuple[str, dict[str, int]]]]) -> float:
+    """per: for each container [(role [program], rollup)]. Prints the median per container (and
+    each role's) and total / N; returns the median PSS per container in kB."""
     n = len(per)
-    totals = [sum(r["Pss"] for r in c.values()) for c in per]
+    totals = [sum(r["Pss"] for _, r in c) for c in per]
     med = statistics.median(totals)
     parts = []
-    for name in per[0]:
-        vals = [c[name]["Pss"] for c in per if name in c]
-        rss = statistics.median(c[name]["Rss"] for c in per if name in c)
-        anon = statistics.median(c[name].get("Pss_Anon", 0) for c in per if name in c)
-        parts.append(f"{name} {fmt(statistics.median(vals))} (anon {fmt(anon)}, RSS {fmt(rss)})")
-    print(f"{what}, {n} idle: {fmt(med)} per container (median; total/{n} {fmt(sum(totals) / n)}): "
-          + ", ".join(parts))
+    for i, (role, _) in enumerate(per[0]):
+        rows = [c[i][1] for c in per if len(c) > i]
+        parts.append(f"{role} {fmt(statistics.median(r['Pss'] for r in rows))} "
+                     f"(RSS {fmt(statistics.median(r['Rss'] for r in rows))})")
+    print(f"  {what}, {n} idle: {fmt(med)} per container (median; total/{n} {fmt(sum(totals) / n)}): "
+          + ", ".join(parts), flush=True)
     return med
 
 
@@ -186,16 +222,21 @@ class Lab:
     def __init__(self, work: str, network: str) -> None:
         self.env = dict(os.environ, LABTUI_ROOT=os.path.join(work, "state"), LABTUI_CGROUP_PARENT="labtui-bench-idle",
                         LABTUI_DEFAULT_BRIDGE=BRIDGE)
+        for k in ("LABTUI_HELPER", "LABTUI_NATIVE", "LABTUI_MONITOR"):
+            self.env.pop(k, None)
         self.network = network
         built = os.path.join(work, "labtui")
-        # The command as scripts/install writes it (the Python launcher when there is no C compiler).
+        # The command and the engine's C programs as scripts/install leaves them.
         has_c = subprocess.run([os.path.join(REPO, "scripts", "build-launcher"), built]).returncode == 0
         self.launch = [built] if has_c else LAUNCH
-        self.how = "C launcher" if has_c else "Python launcher"
+        native = os.path.join(REPO, "scripts", "build-native")
+        self.native = os.path.exists(native) and subprocess.run([native]).returncode == 0
+        self.how = ("C launcher" if has_c else "Python launcher") + \
+            (", engine/native built" if self.native else ", engine/native not built: Python everywhere")
         self.ids: list[str] = []
 
-    def start(self, n: int, warm: bool) -> list[str]:
-        env = self.env if warm else dict(self.env, LABTUI_HELPER="0")
+    def start(self, n: int, extra: dict) -> list[str]:
+        env = dict(self.env, **extra)
         ids = []
         for _ in range(n):
             ids.append(sh(self.launch + ["run", "-d", "--network", self.network, "busybox", "sleep", "1000000"],
@@ -203,10 +244,13 @@ class Lab:
             self.ids.append(ids[-1])
         return ids
 
-    def measure(self, ids: list[str]) -> list[dict[str, dict[str, int]]]:
-        wait_quiet()
+    def kept(self, ids: list[str]) -> list[list[tuple[int, str]]]:
         infos = json.loads(sh(LABTUI + ["inspect", *ids], self.env))
-        return [{name: rollup(pid) for name, pid in procs.items()} for procs in kept_by_labtui(infos)]
+        return list(labtui_kept(infos).values())
+
+    def measure(self, kept: list[list[tuple[int, str]]]) -> list[list[tuple[str, dict[str, int]]]]:
+        wait_settled([p for procs in kept for p, _ in procs])
+        return [[(f"{role} [{program(pid)}]", rollup(pid)) for pid, role in procs] for procs in kept]
 
     def remove(self, ids: list[str]) -> None:
         for i in range(0, len(ids), 50):
@@ -231,7 +275,6 @@ class Lab:
             if time.monotonic() > deadline:
                 raise SystemExit("the helper did not start serving in 120 s")
             time.sleep(0.1)
-        sh(self.launch + ["ps"], self.env)  # served: refused or stale would show in helper.log
         return pid
 
     def refused(self) -> list[str]:
@@ -241,8 +284,11 @@ class Lab:
         except OSError:
             return []
 
-    def stop_helper(self) -> None:
+    def stop_helper(self, pid: int | None = None) -> None:
         subprocess.run(STOP_HELPER, env=self.env, capture_output=True, cwd=REPO)
+        deadline = time.monotonic() + 30
+        while pid and os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+            time.sleep(0.1)
 
     def cleanup(self) -> None:
         self.stop_helper()
@@ -256,31 +302,23 @@ class Lab:
 
 
 def measure_labtui(lab: Lab, counts: list[int]) -> dict[str, dict[int, float]]:
-    """Each size on its own (nothing else of the bench runs meanwhile): without a helper, then
-    through a fresh helper, then the same containers once that helper left."""
-    out: dict[str, dict[int, float]] = {"no helper": {}, "warm helper": {}, "helper gone": {}}
-    what = f"labtui run -d --network {lab.network} busybox sleep"
-    for n in counts:  # no helper has run yet
-        ids = lab.start(n, warm=False)
-        out["no helper"][n] = report(f"{what} (no helper)", lab.measure(ids))
-        lab.remove(ids)
-    helper_pss = []
-    for n in counts:
-        helper = lab.start_helper()
-        ids = lab.start(n, warm=True)
-        if lab.refused():
-            raise SystemExit("the helper refused the bench's commands:\n" + "\n".join(lab.refused()))
-        out["warm helper"][n] = report(f"{what} (warm helper)", lab.measure(ids))
-        helper_pss.append(rollup(helper)["Pss"])
-        lab.stop_helper()
-        deadline = time.monotonic() + 30
-        while os.path.exists(f"/proc/{helper}") and time.monotonic() < deadline:
-            time.sleep(0.1)
-        out["helper gone"][n] = report(f"{what} (helper gone)", lab.measure(ids))
-        lab.remove(ids)
-    print(f"  (the warm helper itself, once for all containers while it runs: PSS "
-          f"{' and '.join(fmt(p) for p in helper_pss)} beside {' and '.join(map(str, counts))} containers; "
-          f"commands through the {lab.how})")
+    """Each way and size on its own (nothing else of the bench runs meanwhile)."""
+    out: dict[str, dict[int, float]] = {}
+    helpers = []
+    for way, extra, warm in WAYS:
+        for n in counts:
+            helper = lab.start_helper() if warm else None
+            ids = lab.start(n, extra)
+            if warm and lab.refused():
+                raise SystemExit("the helper refused the bench's commands:\n" + "\n".join(lab.refused()))
+            kept = lab.kept(ids)
+            out.setdefault(way, {})[n] = report(way, lab.measure(kept))
+            if warm:
+                helpers.append(f"{fmt(rollup(helper)['Pss'])} beside {n} ({way})")
+                lab.stop_helper(helper)
+                out.setdefault(f"{way}, helper gone", {})[n] = report(f"{way}, helper gone", lab.measure(kept))
+            lab.remove(ids)
+    print(f"  (the warm helper itself, once for all containers while it runs: PSS {'; '.join(helpers)})")
     return out
 
 
@@ -290,7 +328,7 @@ class Podman:
     def __init__(self, network: str) -> None:
         self.network = network
         self.names: list[str] = []
-        self.image = False
+        self.image = self.net = False
 
     def why_not(self, layer: str) -> str | None:
         """None when podman can run a container here; else why not."""
@@ -301,28 +339,36 @@ class Podman:
         if p.returncode != 0:
             return f"podman import failed: {p.stderr.decode().strip()[-500:]}"
         self.image = True
-        name = self.name()
-        p = subprocess.run(PODMAN_RUN + ["--rm", "--name", name, PODMAN_IMAGE, "true"], capture_output=True)
+        if self.network != "none":
+            p = subprocess.run(["podman", "network", "create", "--internal", "--disable-dns", PODMAN_NET],
+                               capture_output=True)
+            if p.returncode != 0:
+                return f"podman network create failed: {p.stderr.decode().strip()[-500:]}"
+            self.net = True
+        p = subprocess.run(PODMAN_RUN + ["--rm", "--name", self.name(), *self.net_args(), PODMAN_IMAGE, "true"],
+                           capture_output=True)
         if p.returncode != 0:
             return f"podman run failed ({p.returncode}): {p.stderr.decode().strip()[-500:]}"
         return None
+
+    def net_args(self) -> list[str]:
+        return ["--network", "none" if self.network == "none" else PODMAN_NET]
 
     def name(self) -> str:
         self.names.append(f"labtui-bench-idle-{os.getpid()}-{len(self.names)}")
         return self.names[-1]
 
     def start(self, n: int) -> list[str]:
-        net = ["--network", "none"] if self.network == "none" else []  # else podman's default bridge
         names = []
         for _ in range(n):
             names.append(self.name())
-            sh(PODMAN_RUN + net + ["--name", names[-1], PODMAN_IMAGE, "sleep", "1000000"])
+            sh(PODMAN_RUN + self.net_args() + ["--name", names[-1], PODMAN_IMAGE, "sleep", "1000000"])
         return names
 
-    def measure(self, names: list[str]) -> list[dict[str, dict[str, int]]]:
-        wait_quiet()
-        pids = sh(PODMAN + ["inspect", "--format", "{{.State.ConmonPid}}", *names]).split()
-        return [{"conmon": rollup(int(p))} for p in pids]
+    def measure(self, names: list[str]) -> list[list[tuple[str, dict[str, int]]]]:
+        pids = [int(p) for p in sh(PODMAN + ["inspect", "--format", "{{.State.ConmonPid}}", *names]).split()]
+        wait_settled(pids)
+        return [[(f"conmon [{program(p)}]", rollup(p))] for p in pids]
 
     def remove(self, names: list[str]) -> None:
         sh(PODMAN + ["rm", "-f", "-t", "0", *names])
@@ -332,6 +378,8 @@ class Podman:
             subprocess.run(PODMAN + ["rm", "-f", "-i", "-t", "0", *self.names], capture_output=True)
         if self.image:
             subprocess.run(["podman", "rmi", "-f", PODMAN_IMAGE], capture_output=True)
+        if self.net:
+            subprocess.run(["podman", "network", "rm", "-f", PODMAN_NET], capture_output=True)
 
 
 def main() -> None:
@@ -350,14 +398,14 @@ def main() -> None:
         subprocess.run([sys.executable, "-m", "compileall", "-q", "engine", "labtui"], stdout=subprocess.DEVNULL,
                        cwd=REPO)
         sh(LABTUI + ["run", "--rm", "busybox", "true"], lab.env)  # builds the busybox image once
-        print("idle memory per container: PSS (/proc/PID/smaps_rollup) of what each runtime keeps per container, "
-              "not the command")
-        print(f"labtui: the supervisor and PID 1; {len(counts)} sizes, started one after the other, "
-              "measured once the CPUs are idle")
-        lab_mb = measure_labtui(lab, counts)
-        worst = max(d[counts[-1]] for d in lab_mb.values())  # the target is for a class exercise: N of them
-        print(f"target: at most {TARGET_MB:.0f} MB per container with {counts[-1]} (issue 15): "
-              f"{'met' if worst / MB <= TARGET_MB else 'MISSED'} (the worst of the three ways: {fmt(worst)})")
+        print("idle memory per container: PSS (/proc/PID/smaps_rollup) of what the runtime keeps for each "
+              "container, not the command; [the program each runs]")
+        print(f"labtui run -d --network {args.network} busybox sleep: the supervisor and PID 1 ({lab.how})")
+        lab_kb = measure_labtui(lab, counts)
+        n = counts[-1]
+        worst = max(lab_kb["installed"][n], lab_kb["installed, no helper"][n])
+        print(f"target: at most {TARGET_MB:.0f} MB per container with {n} (issue 15), as installed: "
+              f"{'met' if worst / MB <= TARGET_MB else 'MISSED'} ({fmt(worst)} with or without the helper)")
         why = "--no-podman" if args.no_podman else None
         if why is None:
             layers = os.path.join(lab.env["LABTUI_ROOT"], "lib", "layers")
@@ -365,16 +413,15 @@ def main() -> None:
         if why is not None:
             print(f"podman: not measured: {why}")
             return
-        runtime = f"podman --runtime runc run -d{' --network none' if args.network == 'none' else ''} busybox sleep"
-        pod_mb = {}
-        for n in counts:
-            names = pod.start(n)
-            pod_mb[n] = report(f"{runtime}", pod.measure(names))
+        net = "none" if args.network == "none" else "an --internal bridge"
+        print(f"podman --runtime runc run -d busybox sleep, network {net}: conmon")
+        pod_kb = {}
+        for k in counts:
+            names = pod.start(k)
+            pod_kb[k] = report("podman", pod.measure(names))
             pod.remove(names)
-        n = counts[-1]
-        warm, cold, gone = (lab_mb[k][n] for k in ("warm helper", "no helper", "helper gone"))
-        print(f"ratio labtui/podman ({n} containers): {warm / pod_mb[n]:.1f}x with the helper, "
-              f"{gone / pod_mb[n]:.1f}x once it left, {cold / pod_mb[n]:.1f}x without it")
+        ratios = ", ".join(f"{lab_kb[w][n] / pod_kb[n]:.2g}x {w}" for w, _, _ in WAYS)
+        print(f"ratio labtui/podman ({n} containers): {ratios}")
     finally:
         lab.cleanup()
         pod.cleanup()

@@ -289,8 +289,9 @@ class Labtui(Peer):
         return out
 
     def kept(self, names):
-        return {c["Name"].lstrip("/"): [(c["State"]["SupervisorPid"], "supervisor"), (c["State"]["Pid"], "PID 1")]
-                for c in self.inspect(names)}
+        from bench.bench_idle import labtui_kept  # the supervisor and PID 1, found by the kernel's tree
+
+        return labtui_kept(self.inspect(names))
 
     def stats_cmd(self):
         return self.cmd + ["stats", "--no-stream"], self.env

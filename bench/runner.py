@@ -292,9 +292,10 @@ class Fleet:
 def kept_pss(peer: P.Peer, names: list[str]) -> tuple[list[float], list[str]]:
     """idle memory per container: PSS (kB) summed over the processes the runtime keeps for it.
 
-    The one place bench/bench_idle.py's measurement plugs in when it lands (it measures the same
-    thing for labtui and podman): replace the body with a call to it; the rest of the case is
-    the runner's (which containers, when, how many)."""
+    Which processes are labtui's is bench/bench_idle.py's labtui_kept (peers.Labtui.kept): the
+    recorded PID 1, its parent checked against the recorded supervisor, and anything else under
+    the supervisor outside PID 1's tree. The rest of the case is the runner's (which containers,
+    when, how many)."""
     kept = peer.kept(names)
     per, roles = [], []
     for n in names:

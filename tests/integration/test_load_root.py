@@ -433,6 +433,7 @@ def test_a_hundred_idle_containers_held_a_minute_with_the_app_open(request, app)
         assert not dead, f"{len(dead)} of the idle containers' processes died: {dead[:5]}"
         assert psutil_alive(app_pid), "the app exited:\n" + app.screen()
     app_cpu = (cpu_seconds(app_pid) - cpu0) / (time.monotonic() - t_hold)
+    kept_mb = sum(pss_kb(pid) for pid, _ in procs) / 1024  # the supervisors and PIDs 1 (bench/bench_idle.py)
     assert counts_shown(app) == (run0 + n, all0 + n)
 
     # Still answering: the help opens on `?` and closes on Escape.
@@ -450,9 +451,15 @@ def test_a_hundred_idle_containers_held_a_minute_with_the_app_open(request, app)
     assert psutil_alive(app_pid)
     app.keys("q")
     app.shows(r"\[labtui exited 0\]")
-    say(request, f"{n} concurrent `run -d` (idle): {took:.1f} s; held {hold:.0f} s with the app open "
+    say(request, f"{n} concurrent `run -d` (idle): {took:.1f} s; held {hold:.0f} s with the app open, "
+                 f"the {n} supervisors and PIDs 1 then {kept_mb:.1f} MB PSS in all "
                  f"(the app used {app_cpu:.0%} of a CPU; `?` answered in {answered:.2f} s); "
                  f"{n} concurrent `rm -f`: {took_rm:.1f} s")
+
+
+def pss_kb(pid: int) -> int:
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("Pss:"))
 
 
 def psutil_alive(pid: int) -> bool:

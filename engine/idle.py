@@ -131,8 +131,12 @@ def hand_off(sup: object, pid: int, listener: socket.socket, pidfd: int) -> bool
     }
     path = s.c.run_dir / "idle.json"
     tmp = path.with_suffix(".tmp")
+    before = os.stat(s.c.run_dir)
     tmp.write_text(json.dumps(saved))
     os.replace(tmp, path)
+    # The directory keeps its times: `system check` reads them as the container's age (its grace
+    # period spares what is being made right now), and an idle phase is not a new container.
+    os.utime(s.c.run_dir, ns=(before.st_atime_ns, before.st_mtime_ns))
     for fd in keep:
         os.set_inheritable(fd, True)
     # This tree's engine, whatever the interpreter's own path would find first.

@@ -665,6 +665,11 @@ def _report_failure(cid: str, status_fd: int | None, message: str, code: int) ->
 def resume(cid: str, args: list[str]) -> int:
     """Back from the idle monitor (engine/idle.py), in the middle of a run: serve it to its end."""
     sc.set_comm("labtui-sup")
+    if not (paths.container_dir(cid) / "state.json").exists():
+        # The record was removed under the running container (by hand; `system prune` then kills
+        # its processes): nothing to serve, and nothing of it may be made again.
+        print(f"labtui supervisor: the record of {cid[:12]} is gone; exiting", file=sys.stderr)
+        return 125
     try:
         sup = Supervisor(cid, None, None)
         try:

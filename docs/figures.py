@@ -353,8 +353,9 @@ def render_bench_losses(results: Results | None) -> str:
         return "labtui's median is at least as good as every peer's in every case of this results file."
     out = ["| case | peer | labtui | peer | labtui is behind by |", "|---|---|---|---|---|"]
     for case, rt, lm, pm, unit in rows:
+        ratio = f"{lm / pm:.2f}x" if pm else "the peer's is 0: it keeps no process"
         out.append(f"| `{case}` | {rt} | {fmt(lm)} {unit} | {fmt(pm)} {unit} | "
-                   f"{fmt(abs(lm - pm))} {unit} ({lm / pm:.2f}x) |")
+                   f"{fmt(abs(lm - pm))} {unit} ({ratio}) |")
     return "\n".join(out)
 
 

@@ -48,7 +48,8 @@ def checks_of(lesson_id: str) -> int:
     return len(schema.load(schema.LESSONS_DIR / lesson_id).checks())
 
 
-def curriculum(ids: list[str]) -> None:
+def curriculum(ids: list[str]) -> dict:
+    """Replays each lesson with its solve script; returns each one's seconds and exit status."""
     print(f"== the curriculum: {len(ids)} lessons, `labtui lesson replay ID --solve` one after the other")
     times, failed, skipped, checks = {}, [], [], 0
     t_all = time.monotonic()
@@ -70,6 +71,7 @@ def curriculum(ids: list[str]) -> None:
     if ran:
         print(f"  per lesson: median {statistics.median(ran):.1f} s, mean {statistics.mean(ran):.1f} s;"
               f" per check {sum(ran) / max(checks, 1) * 1000:.0f} ms ({checks} checks)")
+    return {"times": times, "skipped": skipped, "failed": failed, "total": total, "checks": checks}
 
 
 def grading(students: int, jobs: int) -> None:

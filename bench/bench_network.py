@@ -5,8 +5,8 @@ labtui runs as the installed command runs (labtui/launcher/launcher.c, through i
 and the bridge run once more the ordinary way (LABTUI_HELPER=0: a fresh interpreter that imports
 pyroute2 itself). All four run in one process, interleaved (the order rotates each round), N times
 each; prints the medians and the ratio labtui(bridge)/podman (the issue's target: <= 0.3x podman).
-podman runs with runc (`--runtime runc`), its default network (no --network: the "podman" bridge,
-netavark), and labtui's busybox layer through `podman import`: no registry.
+podman runs with runc (`--runtime runc`), on an --internal netavark bridge (no NAT rules), and
+labtui's busybox layer through `podman import`: no registry.
 
 The pyroute2 check, twice:
   1. `python -X importtime -m labtui.cli run --rm --network none busybox true`, once: its stderr
@@ -43,7 +43,10 @@ STOP_HELPER = [sys.executable, "-c", "from labtui.launcher import helper; helper
                "from engine import cgroups; from engine.steps import null_recorder; "
                "cgroups.remove_empty_parents(null_recorder())"]
 PODMAN_IMAGE = f"localhost/labtui-bench-network-busybox:{os.getpid()}"
-PODMAN_RUN = ["podman", "--runtime", "runc", "run", "--rm",
+# An --internal network: netavark then adds no MASQUERADE rule (traffic toward the outside), which
+# podman's default network would; the bench sends nothing anywhere anyway.
+PODMAN_NET = f"ltbench-{os.getpid()}"
+PODMAN_RUN = ["podman", "--runtime", "runc", "run", "--rm", "--network", PODMAN_NET,
               "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=4096:4096"]
 BRIDGE = "ltbenchnet0"
 TARGET = 0.3
@@ -173,6 +176,7 @@ def main() -> None:
         tar = subprocess.run(["tar", "-C", layer, "-c", "."], capture_output=True, check=True).stdout
         image_made = True
         sh(["podman", "import", "-", PODMAN_IMAGE], input=tar)
+        sh(["podman", "network", "create", "--internal", "--disable-dns", PODMAN_NET])
 
         def podman(i: int) -> float:
             podman_tried.append(names[i])
@@ -215,6 +219,7 @@ def main() -> None:
             subprocess.run(["podman", "rm", "-f", "-i", "-t", "0", *podman_tried], capture_output=True)
         if image_made:
             subprocess.run(["podman", "rmi", "-f", PODMAN_IMAGE], capture_output=True)
+            subprocess.run(["podman", "network", "rm", "-f", PODMAN_NET], capture_output=True)
         left = subprocess.run(LABTUI + ["ps", "-aq"], env=env, capture_output=True, text=True, cwd=REPO).stdout.split()
         if left:
             subprocess.run(LABTUI + ["rm", "-f", *left], env=env, capture_output=True, cwd=REPO)

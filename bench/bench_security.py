@@ -76,6 +76,7 @@ def main() -> int:
     ap.add_argument("--pyc", action="store_true",
                     help="let the runs cache bytecode (in a temporary PYTHONPYCACHEPREFIX, not the source tree); "
                          "without it, under PYTHONDONTWRITEBYTECODE=1, every run compiles the modules it imports")
+    ap.add_argument("--json", metavar="FILE", help="also write each configuration's samples (ms) to FILE (bench/run)")
     a = ap.parse_args()
     global PYC_PREFIX
     if os.geteuid() != 0:
@@ -131,6 +132,12 @@ def main() -> int:
         if races:
             print(f"({races} run(s) repeated after the CLI lost a `run --rm` race: no such container)")
         print(f"load average at the end: {os.getloadavg()[0]:.2f}")
+        if a.json:
+            with open(a.json, "w") as f:
+                json.dump({"ms": {n: [t * 1000 for t in ts] for n, ts in times.items()},
+                           "steps_ms": {n: {k: statistics.median([p[k] for p in parts[n]])
+                                            for k in (*SECURITY_MECHANISMS, "masks")} for n, _ in CONFIGS},
+                           "races": races}, f)
         return 0
     finally:
         labtui(root, "ps", "-a")

@@ -61,9 +61,9 @@ def labtui_ticks(n_ticks: int, hz_seconds: float) -> dict:
         stats_rows(prev, cur)
         prev = {s["id"]: s for s in cur}
         time.sleep(1.0)
-    share = (time.process_time() - c0) / (time.perf_counter() - t0) * 100
+    share = (time.process_time() - c0) / (time.perf_counter() - t0) * 100 if hz_seconds > 0 else float("nan")
     return {"rows": count, "wall": statistics.median(walls), "cpu": statistics.median(cpus),
-            "min": min(walls), "max": max(walls), "share": share}
+            "min": min(walls), "max": max(walls), "share": share, "walls": walls, "cpus": cpus}
 
 
 def podman_ticks(n_ticks: int) -> dict:

@@ -252,14 +252,17 @@ async def scenario(args: argparse.Namespace, probe: Probe) -> dict:
         res["polls_counter_hz"] = (polls1 - polls0) / (t1 - t0)  # cross-check: the screen's own counter
         res["gap_median_ms"] = statistics.median(gaps) if gaps else float("nan")
         res["gap_max_ms"] = max(gaps) if gaps else float("nan")
+        res["gaps_ms"] = gaps
         res["cpu"] = (c1 - c0) / (t1 - t0) * 100
 
         # -- step latency: new containers, each watched on its Steps tab ----------------------------
         # All the steps of one start land within a few ms, so they share one feed tick: several
         # starts, at random phases of that tick, give the spread.
         recs: list[dict] = []
+        res["created"] = created = []
         for _ in range(args.starts):
             cid = (await asyncio.to_thread(cli, "create", "busybox", "sleep", "600")).strip()
+            created.append(cid)
             probe.watch_cid = cid
             app.open_container(cid)
             await until(lambda cid=cid: isinstance(app.screen, ContainerScreen) and app.screen.cid == cid
@@ -336,32 +339,56 @@ def main() -> None:
     ap.add_argument("--starts", type=int, default=5, help="containers started for the step latency (default 5)")
     ap.add_argument("--warmup", type=float, default=1.0, help="seconds on the dashboard before measuring")
     ap.add_argument("--size", type=size, default=(120, 40), help="terminal size WxH (default 120x40)")
+    ap.add_argument("--existing", action="store_true",
+                    help="the -n containers already run in $LABTUI_ROOT (bench/run's fleet): start and remove "
+                         "none of them, only the --starts ones made here")
+    ap.add_argument("--json", metavar="FILE", help="also write the figures to FILE (for bench/run)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("run as root")
 
-    # short: the attach socket path under it must fit in 108 bytes
-    work = tempfile.mkdtemp(prefix="lt-bt-", dir="/var/tmp")
-    os.environ.update(LABTUI_ROOT=work, LABTUI_CGROUP_PARENT="labtui-bench")
+    if args.existing:
+        work = os.environ.get("LABTUI_ROOT") or ""
+        if not work:
+            raise SystemExit("--existing: set LABTUI_ROOT to the state the containers run in")
+    else:  # short: the attach socket path under it must fit in 108 bytes
+        work = tempfile.mkdtemp(prefix="lt-bt-", dir="/var/tmp")
+        os.environ["LABTUI_ROOT"] = work
+        os.environ.setdefault("LABTUI_CGROUP_PARENT", "labtui-bench")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the cleanup below still runs
     probe = Probe()
+    res: dict = {}
     try:
-        t0 = time.perf_counter()
-        ids = start_containers(args.n, args.batch)
-        print(f"started {len(ids)} containers in {time.perf_counter() - t0:.1f} s (batches of {args.batch})")
+        if not args.existing:
+            t0 = time.perf_counter()
+            ids = start_containers(args.n, args.batch)
+            print(f"started {len(ids)} containers in {time.perf_counter() - t0:.1f} s (batches of {args.batch})")
         install_hooks(probe)
         res = asyncio.run(scenario(args, probe))
         report(args, res, probe)
+        if args.json:
+            res["ui_thread_calls"] = sum(probe.ui_thread_calls.values())
+            with open(args.json, "w") as f:
+                json.dump(res, f)
     finally:
-        left = remove_all()
-        from engine import cgroups
-        from engine.steps import null_recorder
-
-        cgroups.remove_empty_parents(null_recorder())  # the bench's parent (it stays between containers)
-        if left:
-            print(f"warning: {len(left)} containers left in {work}: {left}", file=sys.stderr)
+        if args.existing:  # bench/run removes its fleet, and anything these left, itself
+            made = res.get("created", [])
+            if made:
+                subprocess.run(LABTUI + ["rm", "-f", *made], capture_output=True, timeout=300)
         else:
-            shutil.rmtree(work, ignore_errors=True)
+            cleanup(work)
+
+
+def cleanup(work: str) -> None:
+    left = remove_all()
+    from engine import cgroups
+    from engine.steps import null_recorder
+
+    cgroups.remove_empty_parents(null_recorder())  # the bench's parent (it stays between containers)
+    if left:
+        print(f"warning: {len(left)} containers left in {work}: {left}", file=sys.stderr)
+    else:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

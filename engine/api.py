@@ -66,9 +66,10 @@ def on_startup() -> None:
 
 # ---- create --------------------------------------------------------------------------------------
 
-def create(opts: RunOptions) -> Container:
+def create(opts: RunOptions, *, out=None) -> Container:
     """Validate everything, then make the container's records and directories (nothing is
-    left behind if any step fails)."""
+    left behind if any step fails). An image not in the store is pulled first (opts.pull, docker's
+    --pull policy), its progress written to out (a text stream; None: silently)."""
     from engine import images, spec
 
     name = spec.validate_name(opts.name) if opts.name else None
@@ -81,7 +82,7 @@ def create(opts: RunOptions) -> Container:
         raise InvalidArgument(f"invalid working directory '{workdir}': it must be absolute")
     extra = validate_extra(opts.extra)
     paths.ensure_dirs()
-    img = images.check_layers(images.resolve(opts.image))
+    img = images.check_layers(_image_for(opts, out))
     argv = spec.resolve_argv(img.config, opts.command, opts.entrypoint)
     cid = os.urandom(32).hex()
     if name is None:
@@ -124,6 +125,21 @@ def create(opts: RunOptions) -> Container:
     events.emit("created", cid, name, image=img.ref)
     # What load() would read back (the same JSON round trip), without reading it back.
     return state.Container(cid, json.loads(json.dumps(config, default=str)), {})
+
+
+def _image_for(opts: RunOptions, out):  # -> images.Image
+    """The image by name: one JSON read in the usual case; the pull machinery only when needed."""
+    from engine import images
+
+    if opts.pull == "missing" and not opts.platform:
+        try:
+            return images.resolve(opts.image)
+        except NotFound:
+            pass
+    from engine.images import pull
+
+    return pull.ensure(opts.image, opts.pull, opts.platform, out=out,
+                       rec=host_recorder())
 
 
 def validate_extra(extra: dict) -> dict:

@@ -12,6 +12,7 @@ the supervisor's start sequence stays one readable list:
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 
 from engine.state import Container
@@ -141,10 +142,21 @@ def watcher(c: Container, cgroup: object | None) -> Callable[[], None] | None:
 
 
 def _alert_watcher(c: Container, cgroup: object | None) -> Callable[[], None] | None:
+    w = alert_watcher(c, cgroup)
+    return w.check if w is not None else None
+
+
+def alert_watcher(c: Container, cgroup: object | None):  # -> AlertWatcher | None
+    """The cgroup counters' watcher of a running container (None without cgroups)."""
     if cgroup is None or getattr(cgroup, "version", "none") == "none":
         return None
-    from engine import events
     from engine.cgroups import AlertWatcher
+
+    return AlertWatcher(cgroup, c.id, alert_emitter(c))
+
+
+def alert_emitter(c: Container) -> Callable[[dict], None]:
+    from engine import events
 
     def emit(ev: dict) -> None:
         ev = dict(ev)
@@ -152,8 +164,20 @@ def _alert_watcher(c: Container, cgroup: object | None) -> Callable[[], None] | 
         ev.pop("container", None)
         events.emit(kind, c.id, c.name, **ev)
 
-    w = AlertWatcher(cgroup, c.id, emit)
-    return w.check
+    return emit
+
+
+def adopt_network(saved: dict) -> NetHandle:
+    """A running container's network as the supervisor held it before its idle phase: the
+    published ports' proxies restarted on the listening sockets the monitor kept."""
+    from engine import network
+
+    handle = NetHandle(saved["network"], saved["info"], [])
+    for port in saved["ports"]:
+        proxy = network.PortProxy(network.PortSpec.from_dict(port["spec"]), saved["info"]["ip"])
+        proxy.start(listener=socket.socket(fileno=port["fd"]))
+        handle.proxies.append(proxy)
+    return handle
 
 
 def after_exit(rec: Recorder, c: Container, cgroup: object | None, net: object | None,

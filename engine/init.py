@@ -75,6 +75,7 @@ class ChildPlan:
     cgroup_join: list = field(default_factory=list)  # [(mount point, relative dir)]: joined by the child
     security: object | None = None  # what security.prepare() built before clone
     keep_fds: list[int] = field(default_factory=list)
+    init_fd: int | None = None  # labtui-init, O_PATH (engine/native): PID 1's next program
 
 
 def close_other_fds(keep: set[int]) -> None:
@@ -100,6 +101,8 @@ def child_main(plan: ChildPlan) -> None:
         if plan.console_sock is not None:
             keep.add(plan.console_sock)
         keep.update(plan.keep_fds)
+        if plan.init_fd is not None:
+            keep.add(plan.init_fd)
         # Directory fds of the cgroup mounts, opened while the host's tree is still visible
         # (before pivot_root); used once, after "go", and closed before anything else runs.
         join_fds = [(os.open(m, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC), m, rel) for m, rel in plan.cgroup_join]
@@ -237,8 +240,8 @@ def run_init(rec: Recorder, plan: ChildPlan, chan: Channel) -> int:
     # process waits on the same gate pipe from now on, and a release must reach exactly one.
     security.harden_init(Recorder(rec.container, rec.sink, None), plan.config)
     # The init keeps nothing of the container's stdio or the channel: EOF on them must mean the
-    # command's side is done.
-    for fd in {plan.chan_w, plan.chan_r, plan.stdin_fd, plan.stdout_fd, plan.stderr_fd, plan.tty_fd}:
+    # command's side is done. (The channel's write end goes last: see become_native_init.)
+    for fd in {plan.chan_r, plan.stdin_fd, plan.stdout_fd, plan.stderr_fd, plan.tty_fd}:
         if fd is not None and fd > 2:
             try:
                 os.close(fd)
@@ -248,7 +251,32 @@ def run_init(rec: Recorder, plan: ChildPlan, chan: Channel) -> int:
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
     os.close(devnull)
+    if plan.init_fd is not None:
+        become_native_init(chan, plan.init_fd, main, plan)  # returns only if the exec failed
+    os.close(plan.chan_w)
     return init_loop(main, watched)
+
+
+def become_native_init(chan: Channel, init_fd: int, main: int, plan: ChildPlan) -> None:
+    """Replace this interpreter by labtui-init (engine/native/init.c), which does what
+    init_loop does in a few pages: the container's idle cost is then its supervisor's.
+
+    The signal mask and pending signals survive execve(2), so nothing sent to PID 1 meanwhile is
+    lost. The channel is close-on-exec: the supervisor sees EOF once the exec succeeded, and then
+    records the step, having checked /proc/PID/exe (Supervisor.record_native_init); a failure
+    (a seccomp profile denying execveat, say) is sent as a step with its errno, and PID 1 stays
+    in Python."""
+    chan.send({"t": "native_init", "ts": time.time()})
+    try:
+        # The container's environment, as the Python init showed it (engine/proctitle.py).
+        env = dict(item.split("=", 1) for item in plan.config["env"])
+        os.execve(init_fd, ["labtui-init"], {"INIT_MAIN_PID": str(main), **env})
+    except OSError as e:
+        chan.send({"t": "step", "step": {
+            "mechanism": "process", "op": "execve", "target": "init", "value": "labtui-init",
+            "shell": "# fexecve(fd of labtui-init)", "errno": e.errno, "result": _errname(e.errno),
+            "strerror": e.strerror, "pid": os.getpid(), "ts": time.time(),
+            "why": "PID 1 stays the Python init: it works the same, at an interpreter's memory cost"}})
 
 
 def init_loop(main: int, watched: set[int]) -> int:
@@ -363,7 +391,10 @@ def find_executable(name: str, search: str) -> str:
 
 def _ignored_signals() -> set[int]:
     mask = int(procfs.status_field("self", "SigIgn") or "0", 16)
-    return {sig for sig in range(1, 65) if mask >> (sig - 1) & 1 and sig not in (signal.SIGKILL, signal.SIGSTOP)}
+    # valid_signals(): glibc keeps 32 and 33 for itself (nptl(7)); a C parent may leave them
+    # ignored, and Python refuses to name them.
+    valid = signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP}
+    return {sig for sig in range(1, 65) if mask >> (sig - 1) & 1 and sig in valid}
 
 
 def exec_main(rec: Recorder, plan: ChildPlan, chan: Channel) -> None:

@@ -65,6 +65,12 @@ def layers_dir() -> Path:
     return lib_dir() / "layers"
 
 
+def blobs_dir() -> Path:
+    """The pull cache: registry blobs (compressed layers, configs, manifests) by digest, as
+    skopeo's --dest-shared-blob-dir writes them (sha256/<hex>), so a re-pull fetches none again."""
+    return lib_dir() / "blobs"
+
+
 def steps_stream() -> Path:
     """The host-wide step stream: every container's steps, appended as JSON lines."""
     return lib_dir() / "steps.jsonl"

@@ -7,13 +7,14 @@ another process in the meantime is never signalled nor waited for by mistake.
 
 from __future__ import annotations
 
+import errno
 import os
 import select
 import signal
 import time
 
 from engine import state
-from engine.errors import Conflict, InvalidArgument, NotFound
+from engine.errors import Conflict, InvalidArgument, NotFound, StepError
 from engine.state import Container
 
 SIGNAL_ALIASES = {"KILL": signal.SIGKILL, "TERM": signal.SIGTERM}
@@ -45,13 +46,20 @@ def send_signal(c: Container, sig: int, pid: int | None = None) -> None:
         raise Conflict(f"container {c.name} is not running")
     rec = container_recorder(c.id)
     name = signal.Signals(sig).name
-    with rec.step("signal", "pidfd_send_signal", target=f"pid {target}", value=name,
-                  shell=f"kill -{name[3:]} {target}"):
-        fd = os.pidfd_open(target)
-        try:
-            signal.pidfd_send_signal(fd, sig)
-        finally:
-            os.close(fd)
+    try:
+        with rec.step("signal", "pidfd_send_signal", target=f"pid {target}", value=name,
+                      shell=f"kill -{name[3:]} {target}"):
+            fd = os.pidfd_open(target)
+            try:
+                signal.pidfd_send_signal(fd, sig)
+            finally:
+                os.close(fd)
+    except StepError as e:
+        # ESRCH: it exited after the check above (a stop's SIGKILL as PID 1 ends of the SIGTERM,
+        # rm -f as the command finishes). Recorded as it happened; to the caller, not running.
+        if e.step.get("errno") == errno.ESRCH:
+            raise Conflict(f"container {c.name} is not running") from None
+        raise
 
 
 def wait_pid_exit(pid: int, timeout: float | None) -> bool:

@@ -275,6 +275,30 @@ def _container_running(cid: str) -> bool:
         return False
 
 
+def adopt_denial_watcher(cfg: dict, fd: int, session: int | None, init_pid: int | None) -> None:
+    """The supervisor back from its idle phase (engine/idle.py): its DenialWatcher again, on the
+    audit socket the monitor kept (records that arrived meanwhile are still queued on it)."""
+    global _CURRENT
+    import socket
+
+    from engine import paths, seccomp
+
+    s = settings(cfg)
+    w = seccomp.DenialWatcher(cfg["id"], cfg.get("name"), session, None, source="none")
+    w.sock = socket.socket(fileno=fd)
+    w.source = "audit-netlink"
+    if init_pid:
+        w.set_target(init_pid)
+    try:  # the profile's errno for ERRNO actions; compiled already, so read from the cache
+        w.plan = seccomp.load_or_compile(_filter_key(s), lambda: seccomp_plan(cfg),
+                                         cache=paths.lib_dir() / "seccomp-cache")
+    except Exception:
+        w.plan = None
+    _CURRENT = Prepared(s)
+    _CURRENT.watcher = w
+    _CURRENT.session = session
+
+
 def denial_watcher():
     """The DenialWatcher this supervisor process opened in prepare() (None if unconfined)."""
     return _CURRENT.watcher if _CURRENT is not None else None

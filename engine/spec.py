@@ -47,7 +47,8 @@ class RunOptions:
                  env: list[str] | None = None, workdir: str | None = None, hostname: str | None = None,
                  volumes: list[str] | None = None, read_only: bool = False, tmpfs: list[str] | None = None,
                  tty: bool = False, interactive: bool = False, detach: bool = False, autoremove: bool = False,
-                 gate: bool = False, entrypoint: str | None = None, extra: dict | None = None) -> None:
+                 gate: bool = False, entrypoint: str | None = None, extra: dict | None = None,
+                 pull: str = "missing", platform: str | None = None) -> None:
         self.image = image
         self.command = list(command or [])
         self.name = name
@@ -64,6 +65,8 @@ class RunOptions:
         self.gate = gate
         self.entrypoint = entrypoint
         self.extra = dict(extra or {})
+        self.pull = pull  # docker's --pull: missing, always or never (engine/images/pull.py)
+        self.platform = platform  # --platform os/arch[/variant] of an image to pull
 
 
 def parse_volume(spec: str) -> Volume:

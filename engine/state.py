@@ -92,6 +92,20 @@ def proc_start_time(pid: int) -> int | None:
     return int(rest[19])
 
 
+def _unreaped(s: dict) -> bool:
+    """The recorded PID 1 is a zombie (exited, not yet waited for) of this boot."""
+    pid, start = s.get("pid"), s.get("pid_start")
+    if not pid or start is None or s.get("boot_id") != boot_id():
+        return False
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return False
+    rest = data[data.rindex(b")") + 2:].split()
+    return rest[0] == b"Z" and int(rest[19]) == start
+
+
 def pid_alive(pid: int | None, start: int | None, boot: str | None) -> bool:
     if not pid or start is None or boot != boot_id():
         return False
@@ -149,7 +163,7 @@ class Container:
     def status(self) -> str:
         """Recomputed from the kernel: a recorded PID counts only if it is still the same process."""
         s = self.state
-        if s.get("removing") and self.removal_alive():
+        if s.get("removing") and self.removal_alive() or self.forgotten():
             return REMOVING
         if self.damaged and not self.init_alive():
             return DEAD  # docker's word for a container it cannot use: only `rm` is left
@@ -159,9 +173,21 @@ class Container:
             return RUNNING
         if s.get("restarting") and self.supervisor_alive():
             return RESTARTING
+        if s.get("started_at") and not s.get("finished_at") and _unreaped(s) and self.supervisor_alive():
+            # PID 1 has exited but its supervisor has not reaped it yet: an idle supervisor is
+            # becoming Python again (engine/idle.py) and will record the exit in a moment. Until
+            # then the container still counts as running, as docker's until its shim reports.
+            return RUNNING
         if s.get("started_at"):
             return EXITED
         return CREATED
+
+    def forgotten(self) -> bool:
+        """A labtui-oci record kept after the runtime's delete (the container exited; podman still
+        lists it) whose bundle podman has removed since (`podman rm`): removed at labtui-oci's
+        next command (engine/oci/runtime.py prune_forgotten), shown as being removed till then."""
+        oci = self.config.get("oci") or {}
+        return bool(oci.get("kept")) and not os.path.isfile(os.path.join(oci.get("bundle") or "", "config.json"))
 
     @property
     def exit_code(self) -> int | None:

@@ -172,12 +172,25 @@ class FileSink:
             for rec in recs:
                 listener(rec)
 
+    def open_files(self) -> None:
+        """Open the step files now, not at the first step: a supervisor back from its idle phase
+        may record the last steps of a --rm container after its directory is gone, and a process
+        about to leave the host's filesystem (pivot_root, engine/oci/child.py) keeps recording
+        through them (an open file still takes them)."""
+        if self.container_log is not None:
+            self._fd("log", self.container_log)
+        self._fd("stream", paths.steps_stream())
+
     def _fd(self, which: str, path: os.PathLike | str) -> int:
         fd = self._fds.get(which)
         if fd is None:
             fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
             self._fds[which] = fd
         return fd
+
+    def fds(self) -> list[int]:
+        """The descriptors this sink writes through (for a child that must keep them open)."""
+        return list(self._fds.values()) + ([self._counter_fd] if self._counter_fd is not None else [])
 
     def close(self) -> None:
         for fd in list(self._fds.values()) + ([self._counter_fd] if self._counter_fd is not None else []):

@@ -21,7 +21,7 @@ import sys
 import termios
 import time
 
-from engine import attach, events, init, namespaces, paths, state
+from engine import attach, events, idle, init, namespaces, paths, state
 from engine import syscalls as sc
 from engine.errors import EngineError
 from engine.gate import FifoGate
@@ -56,6 +56,10 @@ class Supervisor:
         self.oom_before: int | None = None
         self.force_restart = False
         self.first_run: dict = {}
+        self.pid1 = 0
+        self.health = None  # health.HealthMonitor while serving a container with a healthcheck
+        self.alerts = None  # cgroups.AlertWatcher while serving
+        self.loop: dict = {"count": 0, "delay": 0.0, "t0": 0.0}  # run_loop's, for engine/idle.py
         self.deferred: list = []  # callables run once the clients are released (finalize)
 
     # ---- reporting to the CLI that started us -------------------------------------------------
@@ -90,20 +94,35 @@ class Supervisor:
             stdin = in_r
         return {"stdin": stdin, "stdout": out_w, "stderr": err_w, "tty": None, "console": None}
 
-    def run_loop(self) -> int:
+    def run_loop(self, resumed: idle.Resumed | None = None) -> int:
         """Start the container, and start it again as its restart policy says (docker's rules:
         a manual stop never restarts; the delay starts at 100 ms and doubles up to 1 min, and
-        goes back to 100 ms once a run lasted 10 s)."""
+        goes back to 100 ms once a run lasted 10 s). resumed: back from the idle monitor, in the
+        middle of a run (engine/idle.py)."""
         from engine import restart
 
         self.c.run_dir.mkdir(parents=True, exist_ok=True)
-        listener = self.listen()
-        count = 0
-        delay = restart.FIRST_DELAY
-        self.first_run = {"restart_count": 0, "restarting": None}  # written with the first start's PID
+        if resumed is not None:
+            listener = resumed.listener
+            self.register_listener(listener)
+            count, delay = resumed.count, resumed.delay
+        else:
+            listener = self.listen()
+            count, delay = 0, restart.FIRST_DELAY
+        if resumed is None:
+            self.first_run = {"restart_count": 0, "restarting": None}  # written with the first start's PID
         while True:
-            t0 = time.monotonic()
-            code, started = self.start_once(listener)
+            if resumed is not None:
+                t0 = resumed.t0
+                self.loop = {"count": count, "delay": delay, "t0": t0}
+                for fd, stream in resumed.outs:
+                    self.sel.register(fd, selectors.EVENT_READ, ("out", stream))
+                code, started = self.serve(resumed.pid, listener, resumed.pidfd), True
+                resumed = None
+            else:
+                t0 = time.monotonic()
+                self.loop = {"count": count, "delay": delay, "t0": t0}
+                code, started = self.start_once(listener)
             ran = time.monotonic() - t0
             forced, self.force_restart = self.force_restart, False
             st = state.load(self.cid).state
@@ -156,10 +175,11 @@ class Supervisor:
         self.cgroup = cgroups.for_container(c, self.rec)
         if not userns.is_private(self.cfg):  # in its own user namespace it may not write the host's files
             plan.cgroup_join = self.cgroup.self_join_plan()
+        plan.init_fd = self.native_init()
         flags = namespaces.clone_flags(self.cfg)
-        pid = self.clone(flags, plan)
+        pid = self.pid1 = self.clone(flags, plan)
         # Only the child's copies of these are needed now; ours would hide EOF.
-        for fd in {fds["stdin"], fds["stdout"], fds["stderr"], fds["console"], chan_w, go_r}:
+        for fd in {fds["stdin"], fds["stdout"], fds["stderr"], fds["console"], chan_w, go_r, plan.init_fd}:
             if fd is not None:
                 os.close(fd)
         if self.gate is not None:  # watched step by step: `ps` shows it running from the clone on
@@ -193,6 +213,21 @@ class Supervisor:
         self.report({"t": "started", "pid": pid})
         self.rec.gate = None  # the gate is for watching a start; teardown runs freely
         return self.serve(pid, listener), True
+
+    def native_init(self) -> int | None:
+        """A descriptor of labtui-init that PID 1 will exec (engine/native), or None: not
+        built, or --strace (strace follows PID 1 and would report the exec as the command's)."""
+        from engine import native
+
+        if self.cfg.get("strace") or native.binary("labtui-init") is None:
+            return None
+        with self.rec.step("process", "open", target=native.binary("labtui-init") or "", value="O_PATH|O_CLOEXEC",
+                           shell="# PID 1 will fexecve(3) this descriptor once the command runs",
+                           why="a mode-0111 file: its exec leaves PID 1 non-dumpable, /proc/1/exe closed "
+                               "to the container (CVE-2019-5736)") as st:
+            fd = native.init_fd()
+            st["fd"] = fd
+        return fd
 
     def record_started(self, pid: int) -> None:
         """The init's PID with its start time (the PID-reuse guard), and ours."""
@@ -240,6 +275,7 @@ class Supervisor:
         buf = b""
         error = None
         exec_msg = None
+        native: dict | None = None
         while True:
             data = os.read(chan_r, 65536)
             if not data:
@@ -267,6 +303,8 @@ class Supervisor:
                     self.receive_console()
                 elif t == "exec":
                     exec_msg = msg
+                elif t == "native_init":
+                    native = msg
                 elif t == "error":
                     error = msg
                     if msg.get("step"):
@@ -274,7 +312,26 @@ class Supervisor:
             if steps:
                 self.rec.record_many(steps)
         os.close(chan_r)
+        if native is not None and error is None:
+            self.record_native_init(native)
         return error, exec_msg
+
+    def record_native_init(self, msg: dict) -> None:
+        """PID 1 said it was about to fexecve labtui-init; EOF on the channel (close-on-exec)
+        came after. What it runs now is read from the kernel: /proc/PID/exe."""
+        pid = self.pid1
+        try:
+            exe = os.readlink(f"/proc/{pid}/exe")
+        except OSError:
+            return  # gone already (a command that exited at once): nothing to say of it
+        if "labtui-init" not in exe:
+            return  # the exec failed: PID 1 sent that step with its errno
+        self.rec.record({
+            "mechanism": "process", "op": "execve", "target": "init", "value": "labtui-init",
+            "shell": "# fexecve(fd): PID 1 is now engine/native/init.c, not a Python interpreter",
+            "why": "tini's job (forward signals, reap orphans) in a few pages",
+            "exe": exe, "pid": pid, "result": "ok", "errno": 0, "ts": msg["ts"],
+            "duration_ms": round((time.time() - msg["ts"]) * 1000, 3)})
 
     def receive_console(self) -> None:
         _, fds, _, _ = socket.recv_fds(self.console_sock, 16, 1)
@@ -306,11 +363,14 @@ class Supervisor:
     def listen(self) -> socket.socket:
         paths.attach_socket(self.cid).parent.mkdir(parents=True, exist_ok=True)
         srv = attach.listen_unix(str(paths.attach_socket(self.cid)))
-        srv.setblocking(False)
-        self.sel.register(srv, selectors.EVENT_READ, ("listen", None))
+        self.register_listener(srv)
         for cl in self.clients:
             self.add_client(cl, registered=False)
         return srv
+
+    def register_listener(self, srv: socket.socket) -> None:
+        srv.setblocking(False)
+        self.sel.register(srv, selectors.EVENT_READ, ("listen", None))
 
     def add_client(self, cl: socket.socket, registered: bool = False) -> None:
         if cl not in self.clients:
@@ -386,16 +446,22 @@ class Supervisor:
             os.close(self.stdin_w)
             self.stdin_w = None
 
-    def serve(self, pid: int, listener: socket.socket) -> int:
-        pidfd = os.pidfd_open(pid)
+    def serve(self, pid: int, listener: socket.socket, pidfd: int | None = None) -> int:
+        """Until PID 1 exits: its output to the log and the clients, the clients' input to it,
+        the counters every WATCH_INTERVAL; and, when nothing needs Python for IDLE_AFTER
+        seconds, the idle monitor in its place (engine/idle.py; it execs us back)."""
+        if pidfd is None:
+            pidfd = os.pidfd_open(pid)
         self.sel.register(pidfd, selectors.EVENT_READ, ("exit", None))
-        watcher = self.watcher()
-        health = self.health_monitor()
+        self.alerts = self.alert_watcher()
+        self.health = self.health_monitor()
+        denials = self.denials()
+        may_idle = idle.enabled()
+        busy_at = time.monotonic()
         exited = False
         tick = time.monotonic() + WATCH_INTERVAL
         while not exited:
-            timeout = max(0.0, tick - time.monotonic()) if watcher or health else None
-            for key, _ in self.sel.select(timeout):
+            for key, _ in self.sel.select(max(0.0, tick - time.monotonic())):
                 kind, arg = key.data
                 if kind == "out":
                     self.on_output(key.fd, arg)
@@ -413,14 +479,22 @@ class Supervisor:
             # more when the container has exited, so an OOM kill at the very end is still seen.
             if exited or time.monotonic() >= tick:
                 tick = time.monotonic() + WATCH_INTERVAL
-                if watcher:
-                    watcher()
-                if not exited and health and health.tick() == "unhealthy" \
-                        and health.spec.get("on_failure") == "restart":
+                if self.alerts is not None and self.alerts.check():
+                    busy_at = time.monotonic()
+                if denials:
+                    denials()
+                if not exited and self.health and self.health.tick() == "unhealthy" \
+                        and self.health.spec.get("on_failure") == "restart":
                     self.force_restart = True  # --health-on-failure restart: whatever the policy
                     os.kill(pid, signal.SIGKILL)
-        if health:
-            health.close()
+                if not exited and may_idle:
+                    if idle.blockers(self):
+                        busy_at = time.monotonic()
+                    elif time.monotonic() - busy_at >= idle.IDLE_AFTER:
+                        idle.hand_off(self, pid, listener, pidfd)  # returns if a port got busy
+                        busy_at = time.monotonic()
+        if self.health:
+            self.health.close()
         _, status = os.waitpid(pid, 0)
         code = init.exit_code(status)
         self.sel.unregister(pidfd)
@@ -445,10 +519,16 @@ class Supervisor:
 
         return health.HealthMonitor(spec, lambda argv: health.spawn_in_container(self.cid, argv), set_state, emit)
 
-    def watcher(self):
+    def alert_watcher(self):
         from engine import hooks
 
-        return hooks.watcher(self.c, self.cgroup)
+        return self.alerts if self.alerts is not None else hooks.alert_watcher(self.c, self.cgroup)
+
+    def denials(self):
+        """The seccomp denial poll of this run (None when unconfined)."""
+        from engine import security
+
+        return security.poll_denials if security.denial_watcher() is not None else None
 
     def drain(self) -> None:
         """Read what is left in the output pipes: after PID 1 exits the kernel kills the whole
@@ -471,11 +551,13 @@ class Supervisor:
         oom = restart.oom_killed(self.cgroup, self.oom_before)
         # A --rm container (which never restarts: the CLI refuses --rm with --restart) is marked
         # for removal in the same write: `ps` shows it being removed, a concurrent rm backs off.
-        removing = "supervisor" if self.cfg.get("autoremove") and not self.force_restart \
-            and (self.cfg.get("restart") or {}).get("name", "no") in ("no", None) else None
+        removing = self.cfg.get("autoremove") and not self.force_restart \
+            and (self.cfg.get("restart") or {}).get("name", "no") in ("no", None)
+        # Only a --rm container's mark is written here: a concurrent `rm`'s own mark must stay.
+        mark = {"removing": "supervisor"} if removing else {}
         st = state.update_state_unless_full(self.cid, exit_code=code, finished_at=state.now_iso(), error=error,
-                                oom_killed=oom or None, step_seq=self.sink.seq, removing=removing,
-                                log_dropped=self.log.summary())
+                                oom_killed=oom or None, step_seq=self.sink.seq,
+                                log_dropped=self.log.summary(), **mark)
         info = restart.describe_exit(code, oom, st)
         events.emit("died", self.cid, self.c.name, exit_code=code, error=error, **info)
         if info.get("crash"):
@@ -549,6 +631,7 @@ def run(cid: str, status_fd: int | None, client: socket.socket | None,
     os.dup2(errlog, 2)
     os.close(errlog)
     try:
+        hold_start_lock(cid)
         sup = Supervisor(cid, status_fd, client, winsize, container)
         try:
             code = sup.run_loop()
@@ -582,10 +665,61 @@ def _report_failure(cid: str, status_fd: int | None, message: str, code: int) ->
             pass
 
 
+START_LOCK_FD: int | None = None
+
+
+def hold_start_lock(cid: str, fd: int | None = None) -> int | None:
+    """The container's start lock, shared, on our own descriptor for our whole life (engine/api.py
+    _claim_start: no second supervisor while this one lives). Our own, not only the starter's
+    inherited one: an exec'd supervisor (the app's fork+exec) and the idle monitor's exec keep it
+    only this way (engine/idle.py passes it on)."""
+    global START_LOCK_FD
+    if fd is None:
+        try:
+            fd = os.open(state.start_lock(cid), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            return None  # a start racing a removal: nothing to hold
+    START_LOCK_FD = fd
+    return fd
+
+
+def resume(cid: str, args: list[str]) -> int:
+    """Back from the idle monitor (engine/idle.py), in the middle of a run: serve it to its end."""
+    sc.set_comm("labtui-sup")
+    if not (paths.container_dir(cid) / "state.json").exists():
+        # The record was removed under the running container (by hand; `system prune` then kills
+        # its processes): nothing to serve, and nothing of it may be made again.
+        print(f"labtui supervisor: the record of {cid[:12]} is gone; exiting", file=sys.stderr)
+        return 125
+    try:
+        sup = Supervisor(cid, None, None)
+        try:
+            code = sup.run_loop(idle.load(sup, args))
+        finally:
+            sup.run_deferred()
+        from engine import security
+
+        security.finish_denials()
+        return code
+    except BaseException as e:  # never a silent death: say why in the log
+        import traceback
+
+        traceback.print_exc()
+        try:
+            state.update_state(cid, error=f"supervisor failed after its idle phase: {e!r}")
+        except OSError:
+            pass
+        return 125
+
+
 def main(argv: list[str] | None = None) -> None:
     """`python -m engine.supervisor CID STATUS_FD [CLIENT_FD] [ROWS COLS]`: the exec'd form, used by
-    callers that have threads (the terminal app), where fork without exec is unsafe."""
+    callers that have threads (the terminal app), where fork without exec is unsafe.
+    `python -m engine.supervisor --resume CID ...`: exec'd by the idle monitor."""
     args = argv if argv is not None else sys.argv[1:]
+    if args and args[0] == "--resume":
+        os._exit(resume(args[1], args[2:]))
     cid, status_fd = args[0], int(args[1])
     client = socket.socket(fileno=int(args[2])) if len(args) > 2 and args[2] != "-" else None
     winsize = (int(args[3]), int(args[4])) if len(args) > 4 else None

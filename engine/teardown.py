@@ -45,6 +45,10 @@ def remove(ref: str, force: bool = False, from_supervisor: bool = False,
                 # "removing" (engine/supervisor.py, finish), and a restart policy read after it
                 # restarted the container under rm, which then waited 5 s for the supervisor.
                 c.state["manual_stop"] = True
+            if force and not from_supervisor and c.init_alive():
+                # rm -f kills it: a death asked for, as by `labtui kill`, never a crash (the
+                # supervisor's exit record reads this; engine/restart.py describe_exit).
+                c.state["kill_requested"] = signal.Signals.SIGKILL.name
             try:
                 state.write_json_atomic(c.dir / "state.json", c.state)
             except OSError as e:

@@ -15,6 +15,8 @@ _ROOT = tempfile.mkdtemp(prefix="labtui-test-", dir="/var/tmp")
 os.environ["LABTUI_ROOT"] = _ROOT
 os.environ.setdefault("LABTUI_CGROUP_PARENT", "labtui-test")
 os.environ.setdefault("LABTUI_DEFAULT_BRIDGE", "lttest0")  # never touch a real install's labtui0
+# `run nosuchimage` pulls from Docker Hub, as docker does: the tests may reach loopback registries only.
+os.environ["LABTUI_REGISTRIES"] = "127.0.0.1,localhost"
 
 IS_ROOT = os.geteuid() == 0
 

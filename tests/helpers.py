@@ -79,7 +79,7 @@ def our_processes() -> list[tuple[int, str]]:
                 comm = f.read().strip()
         except OSError:
             continue
-        if comm in ("labtui-sup", "labtui-init", "labtui-helper", "labtui-worker", "labtui-spare"):
+        if comm in ("labtui-sup", "labtui-init", "labtui-helper", "labtui-worker", "labtui-spare", "labtui-oci-wait"):
             if _started_under_our_root(name, comm, mark):
                 out.append((int(name), comm))
     return out

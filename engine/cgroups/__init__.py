@@ -90,7 +90,9 @@ def for_container(c: Any, rec: Recorder) -> CgroupDriver:
     parent it was created with, its limits set so inspect reports them. The one factory the
     supervisor, exec, the facade and the app use for a container's cgroups."""
     cfg = c.config
-    drv = get_driver(c.id, rec, force=cfg.get("cgroup_driver"), parent=cfg.get("cgroup_parent"))
+    # cgroup_name: a container whose cgroup its creator named (labtui-oci: linux.cgroupsPath)
+    drv = get_driver(cfg.get("cgroup_name") or c.id, rec, force=cfg.get("cgroup_driver"),
+                     parent=cfg.get("cgroup_parent"))
     drv.limits = Limits.from_dict(cfg.get("limits") or {})
     return drv
 

@@ -230,6 +230,42 @@ class AlertWatcher:
             return None, None, ""
         return (None if usage is None else max(usage - inactive, 0)), limit, file
 
+    # -- across the supervisor's idle phase (engine/idle.py) ---------------------------------
+
+    def to_state(self) -> dict:
+        """What a check depends on besides the kernel's counters, as JSON."""
+        return {"last": self.last, "episode": self.episode, "quiet": self.quiet,
+                "memory_high": self.memory_high, "pids_at_max": self.pids_at_max}
+
+    @classmethod
+    def from_state(cls, driver: CgroupDriver, container_id: str, emit: Emit, saved: dict) -> AlertWatcher:
+        w = cls(driver, container_id, emit)
+        w.last.update(saved["last"])
+        w.episode.update(saved["episode"])
+        w.quiet.update(saved["quiet"])
+        w.memory_high, w.pids_at_max = saved["memory_high"], saved["pids_at_max"]
+        return w
+
+    def wake_conditions(self) -> list[str]:
+        """labtui-monitor's options that wake the supervisor when check() would have something
+        to say: a counter above its last value, the working set crossing ratio * limit."""
+        args = []
+        for name, src in self.sources.items():
+            args += ["--watch", f"{src.file}:{src.counter}:{self.last[name]}"]
+        p = self.driver.paths()
+        if self.driver.version == "v1" and "memory" in p:
+            d = p["memory"]
+            files = (d + "/memory.usage_in_bytes", d + "/memory.stat", "total_inactive_file",
+                     d + "/memory.limit_in_bytes")
+        elif self.driver.version == "v2":
+            d = p["unified"]
+            files = (d + "/memory.current", d + "/memory.stat", "inactive_file", d + "/memory.max")
+        else:
+            return args
+        op = "lt" if self.memory_high else "ge"
+        args += ["--memory", ":".join(files) + f":{round(self.ratio * 1000)}:{op}"]
+        return args
+
     # -- v1 OOM eventfd (optional) ----------------------------------------------------------
 
     def fileno(self) -> int | None:

@@ -11,6 +11,7 @@ Layout (under paths.lib_dir(), i.e. /var/lib/labtui or $LABTUI_ROOT/lib):
                                    "created","size"}
     images.lock                   flock(2)'d while the store changes
     .staging-*/                   private work dirs; an import extracts here and renames into place
+    blobs/sha256/<hex>            the pull cache: registry blobs, verified, shared by every pull
 
 Whiteouts stay in the overlay format the kernel reads: a layer tar's ``.wh.NAME`` becomes a
 character device 0:0 called NAME, and ``.wh..wh..opq`` the xattr trusted.overlay.opaque=y on its
@@ -23,6 +24,10 @@ The modules, lowest first (each imports only those above it, never this package)
     layers.py    one layer tar extracted into its directory (whiteouts, safe paths)
     archive.py   import_archive: `docker save` and OCI layouts, planned then staged
     busybox.py   busybox:latest built from the host's busybox; resolve()
+    reference.py docker's reference rules (alpine -> docker.io/library/alpine:latest), --platform
+    skopeo.py    running skopeo (the registry client) and naming the cause of its errors
+    layout.py    the OCI layout skopeo copied (blobs in lib/blobs/) read by the importer
+    pull.py      `labtui pull`, and run/create's --pull policy (imported only when it is needed)
 
 Why resolve() imports nothing heavy: it runs on every ``labtui run`` and must cost one JSON read.
 tarfile, gzip, hashlib, shutil and subprocess are imported inside the functions that need them.

@@ -273,28 +273,32 @@ def _plan_oci(arc: _Archive) -> list[_Plan]:
     for desc in descs:
         if not isinstance(desc, dict) or not _platform_ok(desc):
             continue
-        manifest = _oci_manifest(arc, desc)
-        cfg_name, blob = _blob(arc, manifest.get("config"), "image config")
-        config = _parse_config(arc, cfg_name, blob)
-        layer_descs = manifest.get("layers")
-        if not isinstance(layer_descs, list):
-            raise _Bad("manifest has no list of layers")
-        sources = []
-        for ld, diff_id in zip(layer_descs, _diff_ids(config, len(layer_descs)), strict=True):
-            if not isinstance(ld, dict):
-                raise _Bad("layer descriptor is not a JSON object")
-            media = ld.get("mediaType")
-            if media not in _LAYER_TYPES:
-                hint = " (zstd is not supported; re-export with gzip)" if "zstd" in str(media) else ""
-                raise _Bad(f"unsupported layer media type {media!r}{hint}")
-            m = _DIGEST.fullmatch(str(ld.get("digest", "")))
-            if m is None:
-                raise _Bad(f"layer has an unsupported digest {ld.get('digest')!r}")
-            sources.append(_LayerSource(f"blobs/sha256/{m.group(1)}", m.group(1), diff_id, media))
-        plans.append(_Plan(blob, config, sources, [_oci_ref(desc)]))
+        plans.append(_plan_manifest(arc, _oci_manifest(arc, desc), [_oci_ref(desc)]))
     if not plans:
         raise _Bad(f"index.json has no linux/{_host_arch()} image")
     return plans
+
+
+def _plan_manifest(arc: _Archive, manifest: dict, refs: list[tuple[str | None, str | None]]) -> _Plan:
+    """One image manifest -> its config (checked against its digest) and its layers' sources."""
+    cfg_name, blob = _blob(arc, manifest.get("config"), "image config")
+    config = _parse_config(arc, cfg_name, blob)
+    layer_descs = manifest.get("layers")
+    if not isinstance(layer_descs, list):
+        raise _Bad("manifest has no list of layers")
+    sources = []
+    for ld, diff_id in zip(layer_descs, _diff_ids(config, len(layer_descs)), strict=True):
+        if not isinstance(ld, dict):
+            raise _Bad("layer descriptor is not a JSON object")
+        media = ld.get("mediaType")
+        if media not in _LAYER_TYPES:
+            hint = " (zstd is not supported; re-export with gzip)" if "zstd" in str(media) else ""
+            raise _Bad(f"unsupported layer media type {media!r}{hint}")
+        m = _DIGEST.fullmatch(str(ld.get("digest", "")))
+        if m is None:
+            raise _Bad(f"layer has an unsupported digest {ld.get('digest')!r}")
+        sources.append(_LayerSource(f"blobs/sha256/{m.group(1)}", m.group(1), diff_id, media))
+    return _Plan(blob, config, sources, refs)
 
 
 def _oci_ref(desc: dict) -> tuple[str | None, str | None]:

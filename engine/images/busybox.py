@@ -33,9 +33,31 @@ def resolve(ref: str, *, rec: Recorder | None = None) -> Image:
         return _load(_image_file(name, tag))
     except (FileNotFoundError, NotADirectoryError):
         pass
+    if tag.startswith("sha256:"):  # name@digest: an image pulled by tag has that digest too
+        found = _by_digest(name, tag)
+        if found is not None:
+            return found
     if (name, tag) == (BUSYBOX_NAME, BUSYBOX_TAG):
         return ensure_busybox(rec=rec)
     raise NotFound(f"image '{ref}' not found")
+
+
+def _by_digest(name: str, digest: str) -> Image | None:
+    """The image of this name whose registry digest is digest (one JSON read per tag of it)."""
+    try:
+        entries = sorted(os.scandir(paths.images_dir() / name), key=lambda e: e.name)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    for e in entries:
+        if e.name.startswith(".") or not e.name.endswith(".json") or not e.is_file():
+            continue
+        try:
+            img = _load(paths.images_dir() / name / e.name)
+        except FileNotFoundError:
+            continue
+        if (img.pulled or {}).get("digest") == digest:
+            return img
+    return None
 
 
 def check_layers(img: Image) -> Image:
@@ -44,7 +66,8 @@ def check_layers(img: Image) -> Image:
     container's child (issue 15, faults)."""
     for h, p in zip(img.layers, img.layer_paths(), strict=True):
         if not p.is_dir():
-            again = "run it again to rebuild it" if img.ref == f"{BUSYBOX_NAME}:{BUSYBOX_TAG}" else "import it again"
+            again = ("run it again to rebuild it" if img.ref == f"{BUSYBOX_NAME}:{BUSYBOX_TAG}" and not img.pulled
+                     else "pull it again" if img.pulled else "import it again")
             raise EngineError(f"image {img.ref} is damaged: its layer {h[:12]} is missing ({p}); "
                               f"remove the image (labtui image rm {img.ref}) and {again}")
     return img

@@ -22,6 +22,11 @@ if TYPE_CHECKING:
 # letters and digits joined by . _ -, so no component can be "", "." or ".." (no path escapes).
 _NAME_COMPONENT = re.compile(r"[a-z0-9]+(?:[._-]+[a-z0-9]+)*")
 _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+# A registry host as docker writes it (reference/regexp.go's domain): DNS labels joined by dots,
+# and a port. Its labels start and end alphanumeric, so it is never "." or ".." either.
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_DOMAIN = re.compile(rf"{_LABEL}(?:\.{_LABEL})*(?::[0-9]+)?")
+DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
 
 class _Bad(Exception):
@@ -41,10 +46,15 @@ class Image:
     config: dict
     created: str
     size: int = 0
+    # Set for a pulled image (engine/images/pull.py): {"source": the full reference pulled,
+    # "digest": the registry's manifest digest the reference named, "platform": "linux/amd64",
+    # "blobs": the hex digests it uses in the blob cache (lib/blobs/sha256/)}.
+    pulled: dict | None = None
 
     @property
     def ref(self) -> str:
-        return f"{self.name}:{self.tag}"
+        # Pulled by digest: recorded under the digest (file images/<name>/sha256:<hex>.json).
+        return f"{self.name}@{self.tag}" if self.tag.startswith("sha256:") else f"{self.name}:{self.tag}"
 
     def layer_paths(self) -> list[Path]:
         """The layer directories, lowest first (overlayfs wants them reversed: top:...:bottom)."""
@@ -60,7 +70,7 @@ class Image:
             "config": self.config,
             "created": self.created,
             "size": self.size,
-        }
+        } | ({"pulled": self.pulled} if self.pulled else {})
 
     @classmethod
     def from_json(cls, d: dict) -> Image:
@@ -72,6 +82,7 @@ class Image:
             config=_normalize_config(d.get("config")),
             created=d.get("created", ""),
             size=int(d.get("size", 0)),
+            pulled=d.get("pulled") if isinstance(d.get("pulled"), dict) else None,
         )
 
 # --------------------------------------------------------------------------------------------
@@ -89,12 +100,13 @@ def _split_ref(ref: str) -> tuple[str, str | None]:
     colon, slash = ref.rfind(":"), ref.rfind("/")
     if colon > slash:
         name, tag = ref[:colon], ref[colon + 1 :]
-    # docker writes Docker Hub names in full in some archives; they are the same image.
-    for prefix in ("docker.io/library/", "docker.io/"):
-        if name.startswith(prefix):
-            name = name[len(prefix) :]
-            break
-    if len(name) > 255 or not all(_NAME_COMPONENT.fullmatch(c) for c in name.split("/")):
+    name = _short_name(name)
+    parts = name.split("/")
+    if len(parts) > 1 and _is_domain(parts[0]):
+        if not _DOMAIN.fullmatch(parts[0]):
+            raise InvalidArgument(f"invalid registry {parts[0]!r} in {ref!r}: a host name, maybe with :port")
+        parts = parts[1:]
+    if len(name) > 255 or not all(_NAME_COMPONENT.fullmatch(c) for c in parts):
         raise InvalidArgument(
             f"invalid image name {name!r}: use lowercase letters, digits and . _ - separated by /"
             " (e.g. busybox or lab/web)"
@@ -107,8 +119,30 @@ def _split_ref(ref: str) -> tuple[str, str | None]:
     return name, tag
 
 
+def _is_domain(first: str) -> bool:
+    """docker's rule (reference/normalize.go): the first component names a registry when it has
+    a dot or a port, or is localhost; otherwise `user/img` is a Docker Hub repository."""
+    return "." in first or ":" in first or first == "localhost"
+
+
+def _short_name(name: str) -> str:
+    """The name the store (and docker's `images`) shows: Docker Hub's own prefix left off."""
+    for prefix in ("docker.io/library/", "index.docker.io/library/", "docker.io/", "index.docker.io/"):
+        if name.startswith(prefix):
+            return name[len(prefix) :]
+    return name
+
+
 def parse_ref(ref: str) -> tuple[str, str]:
-    """'busybox' -> ('busybox', 'latest'); 'lab/web:1.0' -> ('lab/web', '1.0')."""
+    """'busybox' -> ('busybox', 'latest'); 'lab/web:1.0' -> ('lab/web', '1.0');
+    'alpine@sha256:<hex>' -> ('alpine', 'sha256:<hex>'): a digest stands where the tag would
+    (docker ignores a tag written next to a digest; so does labtui)."""
+    if isinstance(ref, str) and "@" in ref:
+        base, _, digest = ref.partition("@")
+        if not DIGEST.fullmatch(digest):
+            raise InvalidArgument(f"invalid digest {digest!r} in {ref!r}: expected sha256: and 64 hex digits")
+        name, _tag = _split_ref(base)
+        return name, digest
     name, tag = _split_ref(ref)
     return name, tag or "latest"
 

@@ -84,10 +84,16 @@ def remove(ref: str, in_use: Callable[[Image], list[str]]) -> None:
             raise Conflict(f"image {img.ref} is in use by {word} {shown}; remove the {word} first")
         os.unlink(path)
         _prune_empty_dirs(path.parent, paths.images_dir())
-        still_used = {h for other in list_images() for h in other.layers}
+        others = list_images()
+        still_used = {h for other in others for h in other.layers}
         for h in img.layers:
             if h not in still_used:
                 _discard(paths.layers_dir() / h)
+        # A pulled image's blobs in the pull cache go with the last image that names them.
+        cached = {b for other in others for b in (other.pulled or {}).get("blobs", [])}
+        for b in (img.pulled or {}).get("blobs", []):
+            if b not in cached and isinstance(b, str) and len(b) == 64 and b.isalnum():
+                (paths.blobs_dir() / "sha256" / b).unlink(missing_ok=True)
 
 # --------------------------------------------------------------------------------------------
 # Locking, staging, atomic writes

@@ -274,13 +274,39 @@ class PortProxy:
         assert self._listener is not None
         return self._listener.getsockname()[:2]
 
-    def start(self) -> None:
-        self._listener = _bind(self.spec)
+    def start(self, listener: socket.socket | None = None) -> None:
+        """Bind and start relaying; or relay on `listener`, the socket this proxy had before the
+        supervisor's idle phase (engine/idle.py), which kept it bound all along."""
+        self._listener = listener if listener is not None else _bind(self.spec)
+        self._listener.set_inheritable(False)
         self._listener.setblocking(False)
         self._sel.register(self._listener, selectors.EVENT_READ, "listen")
         self._sel.register(self._wake_r, selectors.EVENT_READ, "wake")
+        self.resume()
+
+    def resume(self) -> None:
+        self._stop = False
         self._thread = threading.Thread(target=self._loop, name=f"labtui-proxy {self.spec}", daemon=True)
         self._thread.start()
+
+    def pause(self) -> None:
+        """Stop the relaying thread, keeping every socket (before the supervisor's exec)."""
+        self._stop = True
+        try:
+            self._wake_w.send(b"x")
+        except OSError:
+            pass
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def idle(self) -> bool:
+        """No connection or UDP session is being relayed."""
+        return not self._pairs and not self._udp
+
+    def listener_fd(self) -> int:
+        assert self._listener is not None
+        return self._listener.fileno()
 
     def close(self) -> None:
         self._stop = True

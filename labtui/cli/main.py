@@ -20,7 +20,7 @@ EPILOG = "Run `sudo labtui` with no arguments to open the terminal app."
 # Each mechanism adds its own subcommands from its own module: add_commands(subparsers) ->
 # dict[str, handler]. The flags of run/create are in labtui.common.runopts, shared with the app.
 EXTENSIONS = ["labtui.cli.resources", "labtui.cli.network", "labtui.cli.security", "labtui.cli.living",
-              "labtui.cli.checkpoint", "labtui.cli.lesson", "labtui.cli.system"]
+              "labtui.cli.checkpoint", "labtui.cli.lesson", "labtui.cli.system", "labtui.cli.pull"]
 
 
 _EXT_CACHE: list | None = None
@@ -273,7 +273,7 @@ def open_app(start: tuple[str, str] | None = None) -> int:
 def cmd_create(args: argparse.Namespace) -> int:
     from engine import api
 
-    c = api.create(runopts.from_args(args))
+    c = api.create(runopts.from_args(args), out=sys.stderr)  # a pull's progress: stdout is the ID's
     print(c.id)
     return 0
 
@@ -282,7 +282,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from engine import api
 
     opts = runopts.from_args(args)
-    c = api.create(opts)
+    c = api.create(opts, out=sys.stderr)  # a pull's progress: stdout is the container's, as docker's
     if opts.detach:
         try:
             api.start(c)
@@ -517,6 +517,10 @@ def cmd_events(args: argparse.Namespace) -> int:
             continue
         ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(ev["ts"]))
         extra = " ".join(f"{k}={v}" for k, v in ev.items() if k not in ("ts", "type", "container", "name"))
+        if ev["type"] == "pull":  # docker's `image pull REF` line
+            more = " ".join(f"{k}={v}" for k, v in ev.items() if k in ("digest", "platform", "status"))
+            print(f"{ts} image pull {ev.get('image')} ({more})", flush=True)
+            continue
         print(f"{ts} container {ev['type']} {(ev.get('container') or '')[:12]} (name={ev.get('name')}"
               f"{', ' + extra if extra else ''})", flush=True)
     return 0
@@ -565,7 +569,8 @@ def cmd_image(args: argparse.Namespace) -> int:
         return 0
     rows = [["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]]
     for img in imgs:
-        rows.append([img.name, img.tag, img.id[:12], img.created, f"{img.size / 1e6:.1f}MB"])
+        tag = "<none>" if img.tag.startswith("sha256:") else img.tag  # pulled by digest, as docker shows it
+        rows.append([img.name, tag, img.id[:12], img.created, f"{img.size / 1e6:.1f}MB"])
     print_table(rows)
     return 0
 

@@ -51,6 +51,7 @@ def from_args(args: argparse.Namespace) -> RunOptions:
         hostname=args.hostname, volumes=args.volume, read_only=args.read_only, tmpfs=args.tmpfs,
         tty=args.tty, interactive=args.interactive, detach=getattr(args, "detach", False),
         autoremove=args.rm, gate=args.gate, entrypoint=args.entrypoint,
+        pull=getattr(args, "pull", "missing"), platform=getattr(args, "platform", None),
     )
 
 
@@ -97,6 +98,9 @@ def _add_core(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rm", action="store_true", help="remove the container when it exits")
     p.add_argument("--entrypoint", help="override the image's entrypoint")
     p.add_argument("--gate", action="store_true", help="hold every kernel step until released (labtui gate next)")
+    p.add_argument("--pull", default="missing", metavar="POLICY",
+                   help="pull the image first: missing (default: when it is not here), always, never")
+    p.add_argument("--platform", metavar="OS/ARCH", help="the platform of an image to pull (default: this host's)")
 
 
 # ---- resources: cgroup limits and scheduling ---------------------------------------------------

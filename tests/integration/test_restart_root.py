@@ -53,7 +53,7 @@ def test_always_restarts_and_a_manual_stop_never_does():
     assert not [e for e in events_of(cid) if e["type"] == "started" and e["ts"] > t_stop + 0.05]
 
 
-def test_crash_by_signal_is_named_and_manual_kill_is_not_a_crash():
+def test_crash_by_signal_is_named_and_manual_kill_or_rm_is_not_a_crash():
     cid = run_d("busybox", "sh", "-c", "kill -SEGV $$")
     labtui("wait", cid)
     died = [e for e in events_of(cid) if e["type"] == "died"][-1]
@@ -65,6 +65,11 @@ def test_crash_by_signal_is_named_and_manual_kill_is_not_a_crash():
     died2 = [e for e in events_of(cid2) if e["type"] == "died"][-1]
     assert died2["signal"] == "SIGKILL" and died2["crash"] is False and died2["reason"].startswith("killed")
     assert not any(e["type"] == "crash" for e in events_of(cid2))
+    cid3 = run_d("busybox", "sleep", "30")
+    labtui("rm", "-f", cid3)  # rm -f kills it too: asked for, no crash (the app would alert on one)
+    died3 = wait_for(lambda: [e for e in events_of(cid3) if e["type"] == "died"], what="the rm -f'd death")[-1]
+    assert died3["signal"] == "SIGKILL" and died3["crash"] is False and died3["reason"].startswith("killed")
+    assert not any(e["type"] == "crash" for e in events_of(cid3))
 
 
 def test_oom_kill_is_told_apart_from_a_manual_kill():

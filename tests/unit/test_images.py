@@ -175,6 +175,10 @@ def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     ("docker.io/library/alpine:3.19", ("alpine", "3.19")),
     ("docker.io/lab/web", ("lab/web", "latest")),
     ("ghcr.io/a-b/c.d_e", ("ghcr.io/a-b/c.d_e", "latest")),
+    # a registry with a port, and a digest where the tag would be (images pulled from a registry)
+    ("localhost:5000/app", ("localhost:5000/app", "latest")),
+    ("127.0.0.1:5000/lab/app:1.0", ("127.0.0.1:5000/lab/app", "1.0")),
+    ("x@sha256:" + "0" * 64, ("x", "sha256:" + "0" * 64)),
 ])
 def test_parse_ref(ref: str, expected: tuple[str, str]) -> None:
     assert images.parse_ref(ref) == expected
@@ -182,7 +186,8 @@ def test_parse_ref(ref: str, expected: tuple[str, str]) -> None:
 
 @pytest.mark.parametrize("ref", [
     "", "Busybox", "bad name", "../etc", "a/../b", "a//b", "/abs", "a/", ".hidden", "x:", ":tag",
-    "x:.tag", "x:bad/tag", "x@sha256:" + "0" * 64, "localhost:5000/app", "a\0b", "x:" + "t" * 129,
+    "x:.tag", "x:bad/tag", "x@sha256:" + "0" * 63, "x@md5:" + "0" * 32, "-bad:5000/app", "h:5x/app",
+    "a\0b", "x:" + "t" * 129,
 ])
 def test_parse_ref_refuses(ref: str) -> None:
     with pytest.raises(InvalidArgument):

@@ -43,6 +43,7 @@ def test_the_tree_keeps_its_layers():
 @pytest.mark.parametrize(("module", "bad_import", "contract"), [
     ("engine/errors.py", "from labtui.cli import main as _cli", "never imports the UI"),
     ("labtui/tui/messages.py", "from labtui.launcher import helper as _helper", "independent programs"),
+    ("labtui/oci/main.py", "from labtui.cli import main as _cli", "independent programs"),
     ("engine/paths.py", "from engine import api as _api", "no import circles"),
 ])
 def test_a_deliberate_bad_import_breaks_the_check(tmp_path, module, bad_import, contract):

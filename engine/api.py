@@ -13,12 +13,14 @@ use from there:
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import signal
 import time
 
-from engine import events, paths, state
+from engine import boot, events, paths, state
 from engine.errors import Conflict, EngineError, InvalidArgument, NotFound
 from engine.gate import gate_pending, gate_release, gate_waiting
 from engine.logs import follow_logs, read_logs
@@ -38,7 +40,7 @@ from engine.teardown import empty_trash, remove, teardown
 
 __all__ = [
     # the verbs and helpers defined here
-    "boot_sweep", "cgroup_paths", "checkpoint", "create", "host_info", "host_recorder", "inspect", "kill",
+    "cgroup_paths", "checkpoint", "create", "host_info", "host_recorder", "inspect", "kill",
     "list_containers", "network_settings", "network_users", "on_startup", "pause", "require_root", "restart",
     "restore", "start", "stats_snapshot", "stop", "system_check", "system_prune", "top", "unpause", "update",
     "validate_extra", "validate_network", "wait", "write_etc_files",
@@ -56,37 +58,10 @@ def require_root() -> None:
 
 
 def on_startup() -> None:
-    """Once per boot, bring back containers whose restart policy says so (docker's daemon start)."""
-    boot_sweep()
-
-
-def boot_sweep() -> list[str]:
-    """What docker's daemon does when it starts: after a reboot, start again the containers
-    whose policy is `always`, or `unless-stopped` and not stopped by hand (engine/restart.py's
-    rules). labtui has no daemon, so the first labtui command of a boot does it (a boot id stamp
-    under /var/lib/labtui)."""
-    stamp = paths.lib_dir() / "boot_id"
-    try:
-        if stamp.read_text().strip() == state.boot_id():
-            return []
-    except FileNotFoundError:
-        pass
-    if not paths.lib_dir().exists():
-        return []
-    stamp.write_text(state.boot_id() + "\n")
-    started = []
-    for c in state.all_containers():
-        pol = (c.config.get("restart") or {}).get("name", "no")
-        if c.status != state.EXITED or pol not in ("always", "unless-stopped"):
-            continue
-        if pol == "unless-stopped" and c.state.get("manual_stop"):
-            continue
-        try:
-            start(c.id)
-            started.append(c.id)
-        except Exception:  # one broken container must not stop the others or the command
-            continue
-    return started
+    """Once per boot, what docker's daemon does when it starts: record how the containers a
+    reboot ended ended, and start again those whose restart policy says so (engine/boot.py).
+    One open and read of a stamp for every other command."""
+    boot.on_startup(start)
 
 
 # ---- create --------------------------------------------------------------------------------------
@@ -262,10 +237,14 @@ def start(ref: str | Container, client=None, winsize: tuple[int, int] | None = N
         return c  # docker: starting a running container is a no-op
     if not state.can_start(st):
         raise Conflict(f"cannot start container {c.name}: it is {st}")
-    if c.state.get("manual_stop") or c.state.get("kill_requested"):
-        state.update_state(c.id, manual_stop=None, kill_requested=None)
-    status_r, sup_pid = spawn_supervisor(c.id, client, winsize, c)
-    msg = read_status(status_r, c)
+    lock = _claim_start(c)
+    if lock is None:
+        return state.load(c.id)  # started by another command meanwhile: docker's no-op
+    try:
+        status_r, sup_pid = spawn_supervisor(c.id, client, winsize, c)
+        msg = read_status(status_r, c)
+    finally:
+        os.close(lock)  # a supervisor forked from here keeps holding it
     if msg.get("t") == "error":
         err = EngineError(msg.get("message", "container failed to start"), exit_code=int(msg.get("exit_code", 125)))
         err.supervisor_pid = sup_pid  # type: ignore[attr-defined]
@@ -276,6 +255,59 @@ def start(ref: str | Container, client=None, winsize: tuple[int, int] | None = N
         pass  # a short `run --rm` can be over and removed already; the record we had will do
     c.supervisor_pid = sup_pid  # type: ignore[attr-defined]
     return c
+
+
+def _claim_start(c: Container) -> int | None:
+    """One supervisor per container at a time, held by a lock (state.start_lock): this command
+    takes it shared, the supervisor forked from it inherits it (a spare supervisor takes its own:
+    labtui/launcher/spare.py), and it is let go when the last of them ends. A start takes it
+    exclusively first, under the container's lock, so it waits while another command is starting
+    the container or the last run's supervisor is still ending (up to 5 s; a start of a container
+    that came up meanwhile is docker's no-op: None). Without it, a `start` killed after forking
+    its supervisor left the container "created" until set-up was done, and a second `start`
+    forked another supervisor and init (issue 15's chaos test). Returns the lock's descriptor,
+    for the caller to close once the supervisor reported."""
+    lock_path = state.start_lock(c.id)
+    started_before = lock_path.exists()  # not a fresh container: it may have leftovers (below)
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        deadline = time.monotonic() + 5
+        while True:
+            with state.locked(c.id):
+                c.reload()
+                st = c.status
+                if st == state.RUNNING:
+                    os.close(fd)
+                    return None
+                if not state.can_start(st):
+                    raise Conflict(f"cannot start container {c.name}: it is {st}")
+                try:
+                    if c.supervisor_alive():
+                        raise BlockingIOError  # the last run's, not done yet
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    pass
+                else:
+                    fcntl.flock(fd, fcntl.LOCK_SH)  # the container's lock keeps others out meanwhile
+                    if c.state.get("manual_stop") or c.state.get("kill_requested"):
+                        state.update_state_locked(c.id, manual_stop=None, kill_requested=None)
+                    break
+            if time.monotonic() > deadline:
+                raise Conflict(f"cannot start container {c.name}: another labtui process is starting it, "
+                               "or its supervisor is still ending its last run")
+            time.sleep(0.02)
+        # Nothing supervises it now: cgroups still there are a killed supervisor's leftovers (a
+        # start cut short whose processes run unrecorded, or a half-made cpuset that a new
+        # run could not join): taken down before the new run makes its own.
+        if started_before:
+            cg = _driver(c)
+            if cg.exists():
+                cg.destroy()
+        return fd
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+        raise
 
 
 # ---- signals, stop, kill -------------------------------------------------------------------------
@@ -510,8 +542,19 @@ def pause(ref: str) -> Container:
         raise Conflict(f"container {c.name} is already paused")
     if not state.can_pause(st):
         raise Conflict(f"container {c.name} is not running")
-    _driver(c).freeze()
+    # Recorded first: the status is "paused" only while the record says so AND the freezer
+    # reports FROZEN, so a pause killed between the two is never a frozen container that `ps`
+    # calls running (and `stop` would wait on in vain).
     state.update_state(c.id, paused=True)
+    try:
+        _driver(c).freeze()
+    except BaseException:
+        try:
+            _driver(c).thaw()  # a freeze that failed half-way (or was interrupted) is undone
+        except Exception:
+            pass
+        state.update_state(c.id, paused=None)
+        raise
     events.emit("paused", c.id, c.name)
     return state.load(c.id)
 

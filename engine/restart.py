@@ -8,8 +8,8 @@
 A manual stop never restarts. The delay starts at 100 ms and doubles up to 1 minute; it goes
 back to 100 ms after a run that lasted at least 10 seconds.
 
-Policy only: the supervisor (engine/supervisor.py) acts on these answers, and the facade's
-boot_sweep (engine/api.py) starts the containers a reboot stopped.
+Policy only: the supervisor (engine/supervisor.py) acts on these answers, and engine/boot.py
+(called by the facade) starts the containers a reboot stopped.
 """
 
 from __future__ import annotations

@@ -145,11 +145,25 @@ class Container:
         s = self.state
         return pid_alive(s.get("supervisor_pid"), s.get("supervisor_start"), s.get("boot_id"))
 
+    def removal_alive(self) -> bool:
+        """Whether the process that marked this container "removing" is still at it. A removal
+        cut short (its `rm` or its --rm supervisor SIGKILLed, a reboot) leaves the mark behind:
+        the container is then what the kernel says, and the next rm takes the removal over
+        (issue 15, chaos: such a container stayed "removing" for good, and rm did nothing)."""
+        s = self.state
+        mark = s.get("removing")
+        if not mark:
+            return False
+        if mark == "supervisor":  # a --rm container's own supervisor (Supervisor.finish)
+            return self.supervisor_alive()
+        remover = s.get("remover")
+        return isinstance(remover, list) and len(remover) == 3 and pid_alive(*remover)
+
     @property
     def status(self) -> str:
         """Recomputed from the kernel: a recorded PID counts only if it is still the same process."""
         s = self.state
-        if s.get("removing") or self.forgotten():
+        if s.get("removing") and self.removal_alive() or self.forgotten():
             return REMOVING
         if self.damaged and not self.init_alive():
             return DEAD  # docker's word for a container it cannot use: only `rm` is left
@@ -324,17 +338,28 @@ def locked(cid: str) -> Iterator[None]:
         os.close(fd)
 
 
+def start_lock(cid: str) -> Path:
+    """Held (flock, shared) by a command starting the container and by its supervisor for its
+    whole life; taken exclusively by a start to know that nobody is (engine/api.py _claim_start)."""
+    return paths.container_dir(cid) / ".start.lock"
+
+
 def update_state(cid: str, **changes: object) -> dict:
     with locked(cid):
-        path = paths.container_dir(cid) / "state.json"
-        st = _read_record(path, {})[0]  # a damaged record is replaced, not a traceback
-        for k, v in changes.items():
-            if v is None and k in st:
-                del st[k]
-            elif v is not None:
-                st[k] = v
-        write_json_atomic(path, st)
-        return st
+        return update_state_locked(cid, **changes)
+
+
+def update_state_locked(cid: str, **changes: object) -> dict:
+    """update_state by a caller that holds locked(cid) already."""
+    path = paths.container_dir(cid) / "state.json"
+    st = _read_record(path, {})[0]  # a damaged record is replaced, not a traceback
+    for k, v in changes.items():
+        if v is None and k in st:
+            del st[k]
+        elif v is not None:
+            st[k] = v
+    write_json_atomic(path, st)
+    return st
 
 
 def update_state_unless_full(cid: str, **changes: object) -> dict:

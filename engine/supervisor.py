@@ -551,11 +551,13 @@ class Supervisor:
         oom = restart.oom_killed(self.cgroup, self.oom_before)
         # A --rm container (which never restarts: the CLI refuses --rm with --restart) is marked
         # for removal in the same write: `ps` shows it being removed, a concurrent rm backs off.
-        removing = "supervisor" if self.cfg.get("autoremove") and not self.force_restart \
-            and (self.cfg.get("restart") or {}).get("name", "no") in ("no", None) else None
+        removing = self.cfg.get("autoremove") and not self.force_restart \
+            and (self.cfg.get("restart") or {}).get("name", "no") in ("no", None)
+        # Only a --rm container's mark is written here: a concurrent `rm`'s own mark must stay.
+        mark = {"removing": "supervisor"} if removing else {}
         st = state.update_state_unless_full(self.cid, exit_code=code, finished_at=state.now_iso(), error=error,
-                                oom_killed=oom or None, step_seq=self.sink.seq, removing=removing,
-                                log_dropped=self.log.summary())
+                                oom_killed=oom or None, step_seq=self.sink.seq,
+                                log_dropped=self.log.summary(), **mark)
         info = restart.describe_exit(code, oom, st)
         events.emit("died", self.cid, self.c.name, exit_code=code, error=error, **info)
         if info.get("crash"):
@@ -629,6 +631,7 @@ def run(cid: str, status_fd: int | None, client: socket.socket | None,
     os.dup2(errlog, 2)
     os.close(errlog)
     try:
+        hold_start_lock(cid)
         sup = Supervisor(cid, status_fd, client, winsize, container)
         try:
             code = sup.run_loop()
@@ -660,6 +663,25 @@ def _report_failure(cid: str, status_fd: int | None, message: str, code: int) ->
             os.write(status_fd, (json.dumps({"t": "error", "message": message, "exit_code": code}) + "\n").encode())
         except OSError:
             pass
+
+
+START_LOCK_FD: int | None = None
+
+
+def hold_start_lock(cid: str, fd: int | None = None) -> int | None:
+    """The container's start lock, shared, on our own descriptor for our whole life (engine/api.py
+    _claim_start: no second supervisor while this one lives). Our own, not only the starter's
+    inherited one: an exec'd supervisor (the app's fork+exec) and the idle monitor's exec keep it
+    only this way (engine/idle.py passes it on)."""
+    global START_LOCK_FD
+    if fd is None:
+        try:
+            fd = os.open(state.start_lock(cid), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            return None  # a start racing a removal: nothing to hold
+    START_LOCK_FD = fd
+    return fd
 
 
 def resume(cid: str, args: list[str]) -> int:

@@ -32,10 +32,19 @@ def remove(ref: str, force: bool = False, from_supervisor: bool = False,
         c.reload()
         if c.state.get("removing") == "supervisor" and from_supervisor:
             pass  # marked with the exit record already (Supervisor.finish): one write fewer
-        elif c.state.get("removing"):
-            return
+        elif c.removal_alive():
+            return  # another rm is at it
         else:
+            # Who removes it: a mark whose remover died (SIGKILLed half-way) is taken over.
             c.state["removing"] = "supervisor" if from_supervisor else True
+            if from_supervisor:
+                c.state.pop("remover", None)
+            else:
+                c.state["remover"] = [os.getpid(), state.proc_start_time(os.getpid()), state.boot_id()]
+                # A manual stop too, as for `stop`: the supervisor's exit record rewrites
+                # "removing" (engine/supervisor.py, finish), and a restart policy read after it
+                # restarted the container under rm, which then waited 5 s for the supervisor.
+                c.state["manual_stop"] = True
             if force and not from_supervisor and c.init_alive():
                 # rm -f kills it: a death asked for, as by `labtui kill`, never a crash (the
                 # supervisor's exit record reads this; engine/restart.py describe_exit).

@@ -68,8 +68,12 @@ def prune(remove: Callable[[str], None], network_users: Callable[[str], list[str
     report += repair(check())
     empty_trash()
     removed = []
+    # Not one that a live supervisor is starting (or ending): its start records it only once
+    # set-up is done, and until then it reads "created" (issue 15's chaos test: a prune racing
+    # a start killed the container being made).
+    busy = Ctx().busy
     for c in state.all_containers():
-        if c.status in (state.EXITED, state.CREATED, state.DEAD):
+        if c.status in (state.EXITED, state.CREATED, state.DEAD) and c.id not in busy:
             try:
                 remove(c.id)  # the ordinary rm: its cgroup, veth, lease and name go with it
                 removed.append(c.id)

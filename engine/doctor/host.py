@@ -58,12 +58,12 @@ def records(ctx: Ctx) -> list[Finding]:
     served = {p.cid for p in ctx.procs if p.comm == "labtui-sup"}
     for cid, c in ctx.containers.items():
         s = c.state
-        if c.init_alive() and not c.supervisor_alive() and cid not in served and not s.get("removing"):
+        if c.init_alive() and not c.supervisor_alive() and cid not in served and not c.removal_alive():
             why = (f"running, but its supervisor (PID {s.get('supervisor_pid')}) is gone: nobody records its exit, "
                    f"serves its logs or restarts it; stop it (labtui stop {c.name}) and start it again")
             out.append(Finding("state", ctx.label(cid), why))
             continue
-        if cid in ctx.busy or s.get("removing") or not s.get("pid") or s.get("finished_at"):
+        if cid in ctx.busy or c.removal_alive() or not s.get("pid") or s.get("finished_at"):
             continue
         why = f"recorded as running, but its init (PID {s['pid']}) is gone or the PID was reused"
         out.append(Finding("state", ctx.label(cid), why, _record_exit(cid)))

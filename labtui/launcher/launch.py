@@ -160,7 +160,8 @@ def exit_code(status: int) -> int:
     """The worker's wait status as our own: a worker killed by a signal kills us with it."""
     if posix.WIFSIGNALED(status):
         sig = posix.WTERMSIG(status)
-        _signal.signal(sig, _signal.SIG_DFL)
+        if sig not in (_signal.SIGKILL, _signal.SIGSTOP):  # these two have no handler to reset (EINVAL)
+            _signal.signal(sig, _signal.SIG_DFL)
         posix.kill(posix.getpid(), sig)
         return 128 + sig
     return posix.waitstatus_to_exitcode(status)

@@ -39,12 +39,18 @@ def spawner(pid: int, ctrl: socket.socket):
         msg = {"cid": cid, "winsize": winsize, "env": dict(os.environ), "cwd": os.getcwd(),
                "umask": _umask(), "parent": os.getpid()}
         fds = [status_w] + ([client.fileno()] if client is not None else [])
+        lock = _start_lock(cid)
+        if lock is not None:  # the last fd: the waiting process holds it as a forked one would
+            msg["lock"] = len(fds)
+            fds.append(lock)
         try:
             socket.send_fds(ctrl, [json.dumps(msg).encode()], fds)
         except OSError:
             return None  # it died: a supervisor is forked as usual
         finally:
             _close(ctrl)
+            if lock is not None:
+                os.close(lock)
         return pid
 
     return spawn
@@ -88,7 +94,8 @@ def supervise(data: bytes, fds: list[int]) -> int:
 
     msg = json.loads(data)
     status_w = fds[0]
-    client = socket.socket(fileno=fds[1]) if len(fds) > 1 else None
+    rest = fds[1:msg["lock"]] if "lock" in msg else fds[1:]  # the start lock, if any, comes last
+    client = socket.socket(fileno=rest[0]) if rest else None
     try:
         os.chdir(msg["cwd"])
     except OSError:
@@ -102,8 +109,32 @@ def supervise(data: bytes, fds: list[int]) -> int:
         except (OSError, ValueError):
             pass
     winsize = tuple(msg["winsize"]) if msg.get("winsize") else None
+    # msg["lock"]: the start lock's descriptor, kept open (never closed: held for as long as this
+    # process supervises; the container's init closes it with every other descriptor).
     supervisor.become_supervisor()
     return supervisor.run(msg["cid"], status_w, client, winsize)
+
+
+def _start_lock(cid: str) -> int | None:
+    """The container's start lock (engine/api.py _claim_start), taken shared on a descriptor of
+    its own: sent with the container, the waiting process holds it for as long as it supervises,
+    as a supervisor forked by the command inherits the command's. Taken here, before the
+    hand-over, so that no moment passes without a holder (a killed command, and then a second
+    start, would otherwise find it free while this supervisor sets the container up)."""
+    import fcntl
+
+    from engine import state
+
+    try:
+        fd = os.open(state.start_lock(cid), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)  # the command holds it shared already: at once
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
 
 
 def set_comm(name: bytes) -> None:

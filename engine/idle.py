@@ -88,11 +88,11 @@ def hand_off(sup: object, pid: int, listener: socket.socket, pidfd: int) -> bool
         for p in proxies:
             p.resume()
         return False
-    from engine import supervisor
+    from engine import state
 
     keep: list[int] = [pidfd, listener.fileno(), s.log.fd]
-    if supervisor.START_LOCK_FD is not None:
-        keep.append(supervisor.START_LOCK_FD)
+    if state.START_LOCK_FD is not None:
+        keep.append(state.START_LOCK_FD)
     outs = [(k.fd, k.data[1]) for k in s.sel.get_map().values() if k.data[0] == "out"]
     keep += [fd for fd, _ in outs]
     if s.stdin_w is not None:
@@ -131,7 +131,7 @@ def hand_off(sup: object, pid: int, listener: socket.socket, pidfd: int) -> bool
         "oom_before": s.oom_before, "loop": s.loop, "alerts": alerts.to_state() if alerts is not None else None,
         "audit": audit, "denials": {"session": dw.session, "init_pid": dw.init_pid} if dw is not None else None,
         "net": {"network": s.net.network, "info": s.net.info, "ports": ports} if s.net is not None else None,
-        "log_dropped": s.log.dropped, "log_fd": s.log.fd, "start_lock": supervisor.START_LOCK_FD,
+        "log_dropped": s.log.dropped, "log_fd": s.log.fd, "start_lock": state.START_LOCK_FD,
     }
     path = s.c.run_dir / "idle.json"
     tmp = path.with_suffix(".tmp")
@@ -167,9 +167,9 @@ def load(sup: object, args: list[str]) -> Resumed:
             os.set_inheritable(fd, False)
     os.close(saved["log_fd"])  # the monitor's; the LogWriter has opened its own
     if saved.get("start_lock") is not None:  # still locked: flock(2) locks live with the file
-        from engine import supervisor
+        from engine import state
 
-        supervisor.hold_start_lock(s.cid, saved["start_lock"])
+        state.hold_start_lock(s.cid, saved["start_lock"])
     s.oom_before = saved["oom_before"]
     s.stdin_w = saved["stdin_w"]
     s.master = saved["master"] if any(fd == saved["master"] for fd, _ in opts["out"]) else None

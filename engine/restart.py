@@ -103,7 +103,8 @@ def describe_exit(code: int, oom: bool, st: dict) -> dict:
     if oom:
         out["reason"] = "oom-killed"
     elif requested:
-        out["reason"] = "stopped" if st.get("manual_stop") else f"killed ({st.get('kill_requested')})"
+        # A kill asked for (`kill`, `rm -f`, which also marks a manual stop) is named as one.
+        out["reason"] = f"killed ({st['kill_requested']})" if st.get("kill_requested") else "stopped"
     elif "signal" in out:
         out["reason"] = f"signal {out['signal']}"
     else:

@@ -344,6 +344,27 @@ def start_lock(cid: str) -> Path:
     return paths.container_dir(cid) / ".start.lock"
 
 
+START_LOCK_FD: int | None = None
+
+
+def hold_start_lock(cid: str, fd: int | None = None) -> int | None:
+    """The container's start lock, shared, on our own descriptor for our whole life (engine/api.py
+    _claim_start: no second supervisor while this one lives). Our own, not only the starter's
+    inherited one: an exec'd supervisor (the app's fork+exec) and the idle monitor's exec keep it
+    only this way (engine/idle.py passes it on)."""
+    global START_LOCK_FD
+    import fcntl
+
+    if fd is None:
+        try:
+            fd = os.open(start_lock(cid), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            return None  # a start racing a removal: nothing to hold
+    START_LOCK_FD = fd
+    return fd
+
+
 def update_state(cid: str, **changes: object) -> dict:
     with locked(cid):
         return update_state_locked(cid, **changes)

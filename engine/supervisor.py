@@ -631,7 +631,7 @@ def run(cid: str, status_fd: int | None, client: socket.socket | None,
     os.dup2(errlog, 2)
     os.close(errlog)
     try:
-        hold_start_lock(cid)
+        state.hold_start_lock(cid)
         sup = Supervisor(cid, status_fd, client, winsize, container)
         try:
             code = sup.run_loop()
@@ -663,25 +663,6 @@ def _report_failure(cid: str, status_fd: int | None, message: str, code: int) ->
             os.write(status_fd, (json.dumps({"t": "error", "message": message, "exit_code": code}) + "\n").encode())
         except OSError:
             pass
-
-
-START_LOCK_FD: int | None = None
-
-
-def hold_start_lock(cid: str, fd: int | None = None) -> int | None:
-    """The container's start lock, shared, on our own descriptor for our whole life (engine/api.py
-    _claim_start: no second supervisor while this one lives). Our own, not only the starter's
-    inherited one: an exec'd supervisor (the app's fork+exec) and the idle monitor's exec keep it
-    only this way (engine/idle.py passes it on)."""
-    global START_LOCK_FD
-    if fd is None:
-        try:
-            fd = os.open(state.start_lock(cid), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except OSError:
-            return None  # a start racing a removal: nothing to hold
-    START_LOCK_FD = fd
-    return fd
 
 
 def resume(cid: str, args: list[str]) -> int:

@@ -311,6 +311,20 @@ def child_keep_fds(prepared: Prepared | None) -> list[int]:
 
 # ---- child side ------------------------------------------------------------------------------
 
+def mask_path(rec: Recorder, path: str) -> None:
+    """An empty read-only tmpfs over a directory, /dev/null over a file (runc's maskPath)."""
+    from engine import rootfs
+
+    if not os.path.lexists(path):
+        return
+    if os.path.isdir(path):
+        rootfs.mount(rec, "tmpfs", path, "tmpfs", sc.MS_RDONLY, op="mask path",
+                     shell=f"mount -t tmpfs -o ro tmpfs {path}")
+    else:
+        rootfs.mount(rec, "/dev/null", path, None, sc.MS_BIND, op="mask path",
+                     shell=f"mount --bind /dev/null {path}")
+
+
 def mask_paths(rec: Recorder, cfg: dict) -> None:
     """docker's masked paths (an empty read-only tmpfs over a directory, /dev/null over a file)
     and read-only paths (a bind of the path onto itself, remounted read-only). In the child,
@@ -321,14 +335,7 @@ def mask_paths(rec: Recorder, cfg: dict) -> None:
     if s.systempaths == "unconfined":
         return
     for path in MASKED_PATHS:
-        if not os.path.lexists(path):
-            continue
-        if os.path.isdir(path):
-            rootfs.mount(rec, "tmpfs", path, "tmpfs", sc.MS_RDONLY, op="mask path",
-                         shell=f"mount -t tmpfs -o ro tmpfs {path}")
-        else:
-            rootfs.mount(rec, "/dev/null", path, None, sc.MS_BIND, op="mask path",
-                         shell=f"mount --bind /dev/null {path}")
+        mask_path(rec, path)
     for path in READONLY_PATHS:
         if not os.path.lexists(path):
             continue

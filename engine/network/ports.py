@@ -309,13 +309,7 @@ class PortProxy:
         return self._listener.fileno()
 
     def close(self) -> None:
-        self._stop = True
-        try:
-            self._wake_w.send(b"x")
-        except OSError:
-            pass
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        self.pause()
         for s in [*(s for p in self._pairs for s in p.socks()), *(u for u, _ in self._udp.values())]:
             s.close()
         self._pairs.clear()

@@ -33,7 +33,7 @@ import sys
 import time
 
 from engine import capabilities as caps_mod
-from engine import init, namespaces, rootfs
+from engine import init, namespaces, rootfs, security
 from engine import syscalls as sc
 from engine.errors import EngineError, StepError
 from engine.oci import spec as ocispec
@@ -347,15 +347,8 @@ def readonly_path(rec: Recorder, path: str) -> None:
 
 
 def mask_path(rec: Recorder, path: str) -> None:
-    """An empty read-only tmpfs over a directory, /dev/null over a file (runc's maskPath)."""
-    if not os.path.lexists(path):
-        return
-    if os.path.isdir(path):
-        rootfs.mount(rec, "tmpfs", path, "tmpfs", sc.MS_RDONLY, op="mask path",
-                     shell=f"mount -t tmpfs -o ro tmpfs {path}")
-    else:
-        rootfs.mount(rec, "/dev/null", path, None, sc.MS_BIND, op="mask path",
-                     shell=f"mount --bind /dev/null {path}")
+    """runc's maskPath: the same as labtui's own containers get (engine/security.py)."""
+    security.mask_path(rec, path)
 
 
 # ---- the process -----------------------------------------------------------------------------------

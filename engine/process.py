@@ -12,10 +12,14 @@ import os
 import select
 import signal
 import time
+from typing import TYPE_CHECKING
 
 from engine import state
 from engine.errors import Conflict, InvalidArgument, NotFound, StepError
 from engine.state import Container
+
+if TYPE_CHECKING:
+    from engine.steps import Recorder
 
 SIGNAL_ALIASES = {"KILL": signal.SIGKILL, "TERM": signal.SIGTERM}
 
@@ -44,22 +48,26 @@ def send_signal(c: Container, sig: int, pid: int | None = None) -> None:
     target = pid or c.state.get("pid")
     if not target or not c.init_alive():
         raise Conflict(f"container {c.name} is not running")
-    rec = container_recorder(c.id)
-    name = signal.Signals(sig).name
     try:
-        with rec.step("signal", "pidfd_send_signal", target=f"pid {target}", value=name,
-                      shell=f"kill -{name[3:]} {target}"):
-            fd = os.pidfd_open(target)
-            try:
-                signal.pidfd_send_signal(fd, sig)
-            finally:
-                os.close(fd)
+        pidfd_signal(container_recorder(c.id), target, sig)
     except StepError as e:
         # ESRCH: it exited after the check above (a stop's SIGKILL as PID 1 ends of the SIGTERM,
         # rm -f as the command finishes). Recorded as it happened; to the caller, not running.
         if e.step.get("errno") == errno.ESRCH:
             raise Conflict(f"container {c.name} is not running") from None
         raise
+
+
+def pidfd_signal(rec: Recorder, pid: int, sig: int) -> None:
+    """Send sig to pid through a pidfd, recorded as a step (StepError carries its errno)."""
+    name = signal.Signals(sig).name
+    with rec.step("signal", "pidfd_send_signal", target=f"pid {pid}", value=name,
+                  shell=f"kill -{name[3:]} {pid}"):
+        fd = os.pidfd_open(pid)
+        try:
+            signal.pidfd_send_signal(fd, sig)
+        finally:
+            os.close(fd)
 
 
 def wait_pid_exit(pid: int, timeout: float | None) -> bool:

@@ -353,16 +353,8 @@ def _stage_images(
         ids, size = [], 0
         for src in plan.layers:
             if src.member not in by_member:
-                tmp = stage / f"layer-{len(by_member)}"
-                with _step(rec, "image", "extract-layer", target=src.member, value=str(n)) as s:
-                    with arc.open(src.member) as f:
-                        hexid, lsize = _extract_layer(f, tmp, src)
-                    s["value"] = hexid
-                if hexid in staged:
-                    _rmtree(tmp)
-                else:
-                    staged[hexid] = tmp
-                by_member[src.member] = (hexid, lsize)
+                by_member[src.member] = stage_layer(rec, arc, src, stage / f"layer-{len(by_member)}", staged,
+                                                    value=str(n))
             hexid, lsize = by_member[src.member]
             ids.append(hexid)
             size += lsize
@@ -372,3 +364,19 @@ def _stage_images(
         for name, tag in refs:
             images.append(Image(name, tag, image_id, list(ids), config, created or _now_iso(), size))
     return images, staged
+
+
+def stage_layer(rec: Recorder | None, source, src, tmp: Path, staged: dict[str, Path], value: str = "",
+                shell: str = "") -> tuple[str, int]:
+    """Extract one layer member of `source` (an archive or an OCI layout: anything with
+    open(member)) into tmp as an extract-layer step, checking its digests; a layer already staged
+    under the same diff_id is dropped. Returns (diff_id hex, size)."""
+    with _step(rec, "image", "extract-layer", target=src.member, value=value, shell=shell) as s:
+        with source.open(src.member) as f:
+            hexid, lsize = _extract_layer(f, tmp, src)
+        s["value"] = hexid
+    if hexid in staged:
+        _rmtree(tmp)
+    else:
+        staged[hexid] = tmp
+    return hexid, lsize

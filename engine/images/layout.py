@@ -11,10 +11,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from engine.images.archive import _Archive, _oci_manifest, _Plan, _plan_manifest
-from engine.images.layers import _extract_layer, _safe_parts
+from engine.images.archive import _Archive, _oci_manifest, _Plan, _plan_manifest, stage_layer
+from engine.images.layers import _safe_parts
 from engine.images.record import Image, _Bad, _normalize_config, _now_iso
-from engine.images.store import _commit_locked, _rmtree, _step, _store_lock
+from engine.images.store import _commit_locked, _store_lock
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -88,17 +88,9 @@ def import_layout(lay: LayoutDir, planned: tuple[dict, dict, _Plan], name: str, 
             size += _tree_size(have)
             say(f"{short}: Already extracted")
             continue
-        tmp = stage / f"layer-{i}"
         say(f"{short}: Extracting")
-        with _step(rec, "image", "extract-layer", target=src.member, value=src.digest or "",
-                   shell=f"tar -xzf {lay.blobs}/sha256/{src.digest} -C {paths.layers_dir()}/<diff_id>") as s:
-            with lay.open(src.member) as f:
-                hexid, lsize = _extract_layer(f, tmp, src)
-            s["value"] = hexid
-        if hexid in staged:
-            _rmtree(tmp)
-        else:
-            staged[hexid] = tmp
+        hexid, lsize = stage_layer(rec, lay, src, stage / f"layer-{i}", staged, value=src.digest or "",
+                                   shell=f"tar -xzf {lay.blobs}/sha256/{src.digest} -C {paths.layers_dir()}/<diff_id>")
         ids.append(hexid)
         size += lsize
         say(f"{short}: Pull complete")

@@ -772,15 +772,11 @@ def kill(root: Path, oci_id: str, sig: str = "SIGTERM", all_: bool = False) -> N
     name = signal.Signals(signum).name
     # --all: the others first, the container's PID 1 last (its death kills the rest of a PID
     # namespace); one that has exited meanwhile (ESRCH) is no error, as with runc.
+    from engine.process import pidfd_signal
+
     for pid in [*others, st["pid"]]:
         try:
-            with rec.step("signal", "pidfd_send_signal", target=f"pid {pid}", value=name,
-                          shell=f"kill -{name[3:]} {pid}"):
-                fd = os.pidfd_open(pid)
-                try:
-                    signal.pidfd_send_signal(fd, signum)
-                finally:
-                    os.close(fd)
+            pidfd_signal(rec, pid, signum)
         except StepError as e:
             if pid == st["pid"] or e.step.get("errno") != errno.ESRCH:
                 raise
